@@ -1,0 +1,80 @@
+"""The one exporter: SavedModels in TF Serving's layout, written atomically.
+
+    path = export_saved_model(
+        "/tmp/export/bert", model,
+        endpoints={"serving_default": (serve_fn, [tf.TensorSpec([None, None], tf.int32, name="token_ids")])},
+        assets={"vocab.txt": "/tmp/run/vocab.txt"},
+    )
+    # -> /tmp/export/bert/1/saved_model.pb, variables/, assets/vocab.txt
+
+TF Serving watches `<export_dir>` and serves the highest integer version. The model is written into a
+hidden temporary directory beside the versions and renamed into place only when complete, so a crash never
+leaves a half-written version, and an existing version is never overwritten.
+"""
+
+import os
+import shutil
+import uuid
+
+import keras
+import tensorflow as tf
+
+from zoo.errors import ZooError
+
+
+def export_saved_model(export_dir, model, endpoints, assets=None, version=None):
+    """Writes `<export_dir>/<version>/` and returns its path.
+
+    Args:
+        export_dir: the model's base path for TF Serving (`--model_base_path`).
+        model: a built Keras layer/model, or a list of them, whose variables the endpoints use.
+        endpoints: dict name -> (fn, input_signature); `serving_default` is required. `input_signature`
+            is a list of `tf.TensorSpec` (or of dicts of them) as for `tf.function`; name the specs, they
+            become the signature's input names. Return a dict of tensors to name the outputs.
+        assets: dict file name -> local path, copied into the SavedModel's `assets/`.
+        version: integer version; default one more than the highest already in `export_dir`.
+    """
+    if "serving_default" not in endpoints:
+        raise ValueError("endpoints must include 'serving_default'")
+    tf.io.gfile.makedirs(export_dir)
+    version = next_version(export_dir) if version is None else int(version)
+    final = os.path.join(export_dir, str(version))
+    if tf.io.gfile.exists(final):
+        raise ZooError(f"export version {final} already exists; it is left untouched (choose another version)")
+
+    archive = keras.export.ExportArchive()
+    for layer in model if isinstance(model, (list, tuple)) else [model]:
+        archive.track(layer)
+    for name, (fn, signature) in endpoints.items():
+        archive.add_endpoint(name, fn, input_signature=signature)
+    asset_dir = None
+    if assets:
+        # Assets are copied from a private staging folder so the SavedModel records stable file names.
+        asset_dir = os.path.join(export_dir, f".assets-{uuid.uuid4().hex}")
+        tf.io.gfile.makedirs(asset_dir)
+        tracked = {}
+        for filename, path in assets.items():
+            if not tf.io.gfile.exists(path):
+                raise ZooError(f"asset {path} does not exist")
+            staged = os.path.join(asset_dir, filename)
+            tf.io.gfile.copy(path, staged, overwrite=True)
+            tracked[filename] = tf.saved_model.Asset(staged)
+        archive._tf_trackable.assets = tracked  # saved with the model; copied into assets/
+
+    tmp = os.path.join(export_dir, f".tmp-{version}-{uuid.uuid4().hex}")
+    try:
+        archive.write_out(tmp, verbose=False)
+        tf.io.gfile.rename(tmp, final, overwrite=False)
+    finally:
+        for path in (tmp, asset_dir):
+            if path and tf.io.gfile.exists(path):
+                shutil.rmtree(path, ignore_errors=True)
+    return final
+
+
+def next_version(export_dir):
+    """One more than the highest integer version directory in `export_dir` (1 when there is none)."""
+    if not tf.io.gfile.isdir(export_dir):
+        return 1
+    versions = [int(n.rstrip("/")) for n in tf.io.gfile.listdir(export_dir) if n.rstrip("/").isdigit()]
+    return max(versions, default=0) + 1

@@ -1,0 +1,84 @@
+"""One flag to one `tf.distribute` strategy, shared by every recipe."""
+
+import json
+import os
+
+import tensorflow as tf
+
+from zoo.errors import ZooError
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+def from_flag(name, tpu=None):
+    """Returns the strategy named by `--strategy`.
+
+    default: the default strategy (one device: the first GPU, else the CPU).
+    mirrored: MirroredStrategy over all local GPUs (or the logical CPUs when there are no GPUs).
+    multi_worker: MultiWorkerMirroredStrategy configured from the TF_CONFIG environment variable.
+    tpu: TPUStrategy; `tpu` is the TPU name or grpc:// address ("" or "local" for a TPU VM).
+    """
+    name = (name or "default").lower()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
+        if not devices:
+            devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        return _multi_worker()
+    if name == "tpu":
+        return _tpu(tpu)
+    raise ZooError(f"unknown --strategy={name!r}; choose one of: {', '.join(STRATEGIES)}")
+
+
+def _multi_worker():
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        raise ZooError(
+            "--strategy=multi_worker needs the TF_CONFIG environment variable, e.g. "
+            '{"cluster": {"worker": ["host0:12345", "host1:12345"]}, "task": {"type": "worker", "index": 0}}'
+        )
+    try:
+        config = json.loads(raw)
+        workers = config["cluster"]["worker"]
+        config["task"]["type"], int(config["task"]["index"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ZooError(f"TF_CONFIG is not valid ({e}); it needs cluster.worker and task.type/task.index") from None
+    if not workers:
+        raise ZooError("TF_CONFIG lists no workers in cluster.worker")
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
+    )
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def _tpu(address):
+    if address is None:
+        raise ZooError("--strategy=tpu needs --tpu (the TPU name or grpc:// address; 'local' on a TPU VM)")
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="" if address == "local" else address)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, tf.errors.OpError, RuntimeError) as e:
+        raise ZooError(f"could not reach the TPU {address!r}: {str(e).splitlines()[0]}") from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_chief(strategy):
+    """True on the worker that writes checkpoints, summaries and exports."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    if task_type in (None, "chief"):
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def split_cpu(n):
+    """Splits the first physical CPU into `n` logical devices (call before TensorFlow initialises)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
