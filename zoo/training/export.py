@@ -14,16 +14,21 @@ leaves a half-written version, and an existing version is never overwritten.
 
 import os
 import shutil
+import tempfile
 import uuid
 
 import keras
 import tensorflow as tf
 
 from zoo.errors import ZooError
+from zoo.training.strategy import is_chief
 
 
-def export_saved_model(export_dir, model, endpoints, assets=None, version=None):
+def export_saved_model(export_dir, model, endpoints, assets=None, version=None, strategy=None):
     """Writes `<export_dir>/<version>/` and returns its path.
+
+    Under MultiWorkerMirroredStrategy call it on every worker with `strategy`: reading synchronised
+    variables may need all workers, so the others write a throw-away copy to a temporary directory.
 
     Args:
         export_dir: the model's base path for TF Serving (`--model_base_path`).
@@ -33,7 +38,14 @@ def export_saved_model(export_dir, model, endpoints, assets=None, version=None):
             become the signature's input names. Return a dict of tensors to name the outputs.
         assets: dict file name -> local path, copied into the SavedModel's `assets/`.
         version: integer version; default one more than the highest already in `export_dir`.
+        strategy: the training strategy, in multi-worker runs.
     """
+    if strategy is not None and not is_chief(strategy):
+        scratch = tempfile.mkdtemp(prefix="zoo-worker-export-")
+        try:
+            return export_saved_model(scratch, model, endpoints, assets, version)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     if "serving_default" not in endpoints:
         raise ValueError("endpoints must include 'serving_default'")
     tf.io.gfile.makedirs(export_dir)

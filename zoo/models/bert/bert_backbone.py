@@ -1,0 +1,107 @@
+"""BERT encoder (Devlin et al. 2018, arXiv 1810.04805), as in google-research/bert `modeling.py`."""
+
+import keras
+
+from zoo.layers.activations import gelu_approximate
+from zoo.layers import PositionEmbedding, TransformerEncoder
+
+
+def bert_initializer():
+    return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class BertBackbone(keras.Model):
+    """BERT encoder with pooler: token + position + segment embeddings, post-LN encoder blocks.
+
+    Inputs (dict of int32 [batch, seq]): `token_ids`, `segment_ids`, `padding_mask` (1 = real token).
+    Outputs (dict): `sequence_output` [batch, seq, hidden], `pooled_output` [batch, hidden] (tanh dense on
+    the first token). GELU is the tanh approximation and layer norm epsilon 1e-12, as in the original;
+    weight names match keras-hub's `BertBackbone`.
+
+    Args:
+        vocabulary_size: WordPiece vocabulary size.
+        num_layers, num_heads, hidden_dim, intermediate_dim: encoder shape (base: 12, 12, 768, 3072).
+        dropout: hidden and attention-probability dropout (0.1).
+        max_sequence_length: rows of the position table (512).
+        num_segments: segment types (2).
+
+    Example:
+        backbone = zoo.create_model("bert_tiny")
+        ids = np.array([[2, 7, 9, 3, 0]])
+        out = backbone({"token_ids": ids, "segment_ids": 0 * ids, "padding_mask": (ids > 0).astype("int32")})
+        out["pooled_output"].shape  # (1, 128)
+    """
+
+    def __init__(self, vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim, dropout=0.1,
+                 max_sequence_length=512, num_segments=2, dtype=None, **kwargs):
+        # === Layers ===
+        self.token_embedding = keras.layers.ReversibleEmbedding(
+            vocabulary_size, hidden_dim, embeddings_initializer=bert_initializer(), dtype=dtype,
+            name="token_embedding")
+        self.position_embedding = PositionEmbedding(
+            max_sequence_length, initializer=bert_initializer(), dtype=dtype, name="position_embedding")
+        self.segment_embedding = keras.layers.Embedding(
+            num_segments, hidden_dim, embeddings_initializer=bert_initializer(), dtype=dtype,
+            name="segment_embedding")
+        self.embeddings_layer_norm = keras.layers.LayerNormalization(
+            epsilon=1e-12, dtype=dtype, name="embeddings_layer_norm")
+        self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
+        self.transformer_layers = [
+            TransformerEncoder(num_heads, intermediate_dim, dropout=dropout, activation=gelu_approximate,
+                               layer_norm_epsilon=1e-12, kernel_initializer=bert_initializer(), dtype=dtype,
+                               name=f"transformer_layer_{i}")
+            for i in range(num_layers)
+        ]
+        self.pooled_dense = keras.layers.Dense(
+            hidden_dim, activation="tanh", kernel_initializer=bert_initializer(), dtype=dtype, name="pooled_dense")
+
+        # === Functional Model ===
+        token_ids = keras.Input((None,), dtype="int32", name="token_ids")
+        segment_ids = keras.Input((None,), dtype="int32", name="segment_ids")
+        padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
+        tokens = self.token_embedding(token_ids)
+        x = keras.layers.Add(dtype=dtype, name="embeddings_add")(
+            [tokens, self.position_embedding(tokens), self.segment_embedding(segment_ids)])
+        x = self.embeddings_dropout(self.embeddings_layer_norm(x))
+        for layer in self.transformer_layers:
+            x = layer(x, padding_mask=padding_mask)
+        pooled = self.pooled_dense(x[:, 0, :])
+        super().__init__(
+            inputs={"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask},
+            outputs={"sequence_output": x, "pooled_output": pooled},
+            dtype=dtype,
+            **kwargs,
+        )
+
+        # === Config ===
+        self.vocabulary_size = vocabulary_size
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.hidden_dim = hidden_dim
+        self.intermediate_dim = intermediate_dim
+        self.dropout = dropout
+        self.max_sequence_length = max_sequence_length
+        self.num_segments = num_segments
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "vocabulary_size": self.vocabulary_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "hidden_dim": self.hidden_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+            "max_sequence_length": self.max_sequence_length,
+            "num_segments": self.num_segments,
+            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
+        return cls(**config)

@@ -1,0 +1,87 @@
+"""BERT pretraining model: masked LM (tied to the word embeddings) + next-sentence prediction."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from zoo.layers.activations import gelu_approximate
+from zoo.layers import MaskedLMHead
+from zoo.models.bert.bert_backbone import BertBackbone, bert_initializer
+from zoo.ops import weighted_mean
+
+FEATURES = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class BertPretrainer(keras.Model):
+    """A `BertBackbone` with the original pretraining heads and a distributed-exact `train_step`.
+
+    Inputs: the backbone's three int32 [batch, seq] inputs plus `mask_positions` [batch, max_predictions].
+    Outputs: `mlm_logits` [batch, max_predictions, vocab] and `nsp_logits` [batch, 2] (label 1 = random
+    next sentence, as in google-research/bert).
+
+    `train_step` takes one batch dict with the inputs and `mask_ids`, `mask_weights`, `nsp_labels`. The MLM
+    loss is the mean over real masked positions only (Σ loss·weight / Σ weight over the *global* batch),
+    the NSP loss the mean over the global batch, so any replica count gives the same update.
+
+    Example:
+        backbone = zoo.create_model("bert_tiny", vocabulary_size=1000)
+        model = BertPretrainer(backbone)
+        model.compile(optimizer=keras.optimizers.AdamW(1e-4))
+        logs = model.train_step(batch)   # or zoo.training.Trainer(model, ...).train()
+    """
+
+    def __init__(self, backbone, **kwargs):
+        # === Layers ===
+        self.backbone = backbone
+        self.mlm_head = MaskedLMHead(
+            backbone.token_embedding, activation=gelu_approximate, layer_norm_epsilon=1e-12,
+            kernel_initializer=bert_initializer(), dtype=backbone.dtype_policy, name="mlm_head")
+        self.nsp_head = keras.layers.Dense(
+            2, kernel_initializer=bert_initializer(), dtype=backbone.dtype_policy, name="nsp_head")
+
+        # === Functional Model ===
+        inputs = {name: keras.Input((None,), dtype="int32", name=name) for name in FEATURES}
+        outputs = backbone({k: inputs[k] for k in ("token_ids", "segment_ids", "padding_mask")})
+        mlm_logits = self.mlm_head(outputs["sequence_output"], mask_positions=inputs["mask_positions"])
+        nsp_logits = self.nsp_head(outputs["pooled_output"])
+        super().__init__(inputs=inputs, outputs={"mlm_logits": mlm_logits, "nsp_logits": nsp_logits}, **kwargs)
+
+    def train_step(self, data):
+        inputs = {k: data[k] for k in FEATURES}
+        with tf.GradientTape() as tape:
+            outputs = self(inputs, training=True)
+            mlm_logits = ops.cast(outputs["mlm_logits"], "float32")
+            nsp_logits = ops.cast(outputs["nsp_logits"], "float32")
+            mlm_share, mlm_loss = weighted_mean(
+                keras.losses.sparse_categorical_crossentropy(data["mask_ids"], mlm_logits, from_logits=True),
+                data["mask_weights"])
+            nsp_share, nsp_loss = weighted_mean(
+                keras.losses.sparse_categorical_crossentropy(data["nsp_labels"], nsp_logits, from_logits=True))
+            scaled = self.optimizer.scale_loss(mlm_share + nsp_share)
+        variables = self.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+
+        mlm_hits = ops.cast(ops.equal(ops.argmax(mlm_logits, -1), ops.cast(data["mask_ids"], "int64")), "float32")
+        nsp_hits = ops.cast(ops.equal(ops.argmax(nsp_logits, -1), ops.cast(data["nsp_labels"], "int64")), "float32")
+        _, mlm_accuracy = weighted_mean(mlm_hits, data["mask_weights"])
+        _, nsp_accuracy = weighted_mean(nsp_hits)
+        return {
+            "loss": mlm_loss + nsp_loss,
+            "mlm_loss": mlm_loss,
+            "mlm_accuracy": mlm_accuracy,
+            "nsp_loss": nsp_loss,
+            "nsp_accuracy": nsp_accuracy,
+        }
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "backbone": keras.layers.serialize(self.backbone)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.layers.deserialize(config["backbone"])
+        return cls(**config)
+
+
+__all__ = ["BertBackbone", "BertPretrainer"]
