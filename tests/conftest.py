@@ -18,3 +18,20 @@ try:
     )
 except RuntimeError:  # already initialised by another conftest; tests that need 2 devices check
     pass
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mirrored():
+    """The one 2-replica MirroredStrategy over the 2 logical CPUs, shared by every test.
+
+    Several MirroredStrategy objects in one process reuse collective instance keys, so a second one fails
+    with "Shape mismatch in the collective instance"; tests must use this fixture instead of making their own.
+    """
+    if len(tf.config.list_logical_devices("CPU")) < 2:
+        pytest.skip("needs the 2 logical CPUs set up in tests/conftest.py")
+    from zoo.training.strategy import from_flag
+
+    return from_flag("mirrored")

@@ -11,7 +11,7 @@
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from zoo.errors import ZooError
 
@@ -39,6 +39,7 @@ def define_common_flags(*, train_steps=1000, global_batch_size=32, learning_rate
 
 def _main_wrapper(main):
     def wrapped(argv):
+        logging.set_verbosity(logging.WARNING)
         try:
             return main(argv)
         except ZooError as e:

@@ -8,6 +8,7 @@ import tensorflow as tf
 from zoo.errors import ZooError
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+_MIRRORED = {}
 
 
 def from_flag(name, tpu=None):
@@ -25,7 +26,10 @@ def from_flag(name, tpu=None):
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         if not devices:
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
+        key = tuple(devices)
+        if key not in _MIRRORED:  # one per process: a second reuses collective keys and fails at run time
+            _MIRRORED[key] = tf.distribute.MirroredStrategy(devices)
+        return _MIRRORED[key]
     if name == "multi_worker":
         return _multi_worker()
     if name == "tpu":

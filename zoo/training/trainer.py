@@ -171,8 +171,8 @@ class Trainer:
         def step_fn(batch):
             return model.train_step(batch)
 
-        if self.jit_compile:
-            step_fn = tf.function(step_fn, jit_compile=True)
+        # As Keras' own `fit`: the per-replica step is a tf.function of its own (XLA-compiled on request).
+        step_fn = tf.function(step_fn, jit_compile=bool(self.jit_compile), reduce_retracing=True)
 
         @tf.function
         def train_function(iterator):
@@ -225,6 +225,7 @@ class Trainer:
             if step % self.log_every == 0 or last:
                 values = {k: float(np.asarray(v)) for k, v in logs.items()}
                 self._log(step, values)
+                self.model.reset_metrics()  # Keras metrics then average over one log interval
         return {k: float(np.asarray(v)) for k, v in logs.items()}
 
     def _log(self, step, values):

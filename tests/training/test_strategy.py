@@ -1,0 +1,36 @@
+import json
+
+import pytest
+import tensorflow as tf
+
+from zoo.errors import ZooError
+from zoo.training import strategy as strategies
+
+
+def test_default_and_mirrored():
+    assert strategies.from_flag("default").num_replicas_in_sync == 1
+    mirrored = strategies.from_flag("mirrored")
+    assert mirrored.num_replicas_in_sync == len(tf.config.list_logical_devices("CPU"))
+    assert strategies.is_chief(mirrored)
+
+
+def test_unknown_strategy():
+    with pytest.raises(ZooError, match="unknown --strategy='horovod'; choose one of: default, mirrored"):
+        strategies.from_flag("horovod")
+
+
+def test_multi_worker_needs_tf_config(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ZooError, match="needs the TF_CONFIG environment variable"):
+        strategies.from_flag("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ZooError, match="TF_CONFIG is not valid"):
+        strategies.from_flag("multi_worker")
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}))
+    with pytest.raises(ZooError, match="lists no workers"):
+        strategies.from_flag("multi_worker")
+
+
+def test_tpu_needs_address():
+    with pytest.raises(ZooError, match="needs --tpu"):
+        strategies.from_flag("tpu")
