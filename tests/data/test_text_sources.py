@@ -1,0 +1,119 @@
+"""Corpus loading: text files, tensorflow-datasets (a tiny dataset prepared offline), the default corpus."""
+
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from zoo.data import text_sources
+from zoo.errors import ZooError
+
+
+def write(path, text):
+    path.write_bytes(text.encode("utf-8"))
+    return str(path)
+
+
+class ZooTestTinyText(tfds.core.GeneratorBasedBuilder):
+    """Three reviews (one empty) in a `body` feature, prepared locally without network."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        features = tfds.features.FeaturesDict({"body": tfds.features.Text(), "stars": tf.int64})
+        return tfds.core.DatasetInfo(builder=self, features=features)
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        texts = ["Great film. Loved it!\nWould watch again", "", "Too long? Yes. \"Boring.\" The end."]
+        for i, text in enumerate(texts):
+            yield i, {"body": text, "stars": i}
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    ZooTestTinyText(data_dir=data_dir).download_and_prepare()
+    return data_dir
+
+
+def test_files_parse_into_documents(tmp_path):
+    write(tmp_path / "b.txt", "Third doc one.\r\nThird doc two.\r\n")
+    write(tmp_path / "a.txt", "\n\n  First doc, one.  \nFirst doc, two.\n\n\n \nSecond doc.\n\n")
+    docs = text_sources.load_documents(input_files=[str(tmp_path / "*.txt")])
+    # Globs are sorted; blank (or whitespace) lines split documents; each file starts a new document.
+    assert docs == [["First doc, one.", "First doc, two."], ["Second doc."], ["Third doc one.", "Third doc two."]]
+    comma_separated = f"{tmp_path / 'b.txt'},{tmp_path / 'a.txt'}"
+    assert text_sources.load_documents(input_files=comma_separated)[0] == ["Third doc one.", "Third doc two."]
+    assert len(text_sources.load_documents(input_files=[str(tmp_path / "*.txt")], max_documents=2)) == 2
+
+
+def test_file_errors_name_the_file_and_flag(tmp_path):
+    missing = str(tmp_path / "missing.txt")
+    with pytest.raises(ZooError, match=r"--input_files.*missing\.txt"):
+        text_sources.load_documents(input_files=[missing])
+    with pytest.raises(ZooError, match=r"--input_files.*nothing\*\.txt.*matches no file"):
+        text_sources.load_documents(input_files=[str(tmp_path / "nothing*.txt")])
+    blank = write(tmp_path / "blank.txt", " \n\n\t\n")
+    with pytest.raises(ZooError, match=r"--input_files.*blank\.txt.*has no text"):
+        text_sources.load_documents(input_files=[blank])
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00text")
+    with pytest.raises(ZooError, match=r"binary\.txt.*not UTF-8"):
+        text_sources.load_documents(input_files=[str(binary)])
+    with pytest.raises(ZooError, match="either --input_files or --tfds_name"):
+        text_sources.load_documents(input_files=[blank], tfds_name="imdb_reviews")
+    with pytest.raises(ZooError, match="max_documents"):
+        text_sources.load_documents(input_files=[blank], max_documents=0)
+
+
+def test_split_sentences_rule():
+    text = 'One. Two!  Three? "Four." Five (six.) Seven\nEight\n\nNine... ten 3.5 units'
+    assert text_sources.split_sentences(text) == [
+        "One.", "Two!", "Three?", '"Four."', "Five (six.)", "Seven", "Eight", "Nine...", "ten 3.5 units"
+    ]
+    assert text_sources.split_sentences(" \n \n") == []
+
+
+def test_tfds_documents(tfds_dir):
+    docs = text_sources.load_documents(tfds_name="zoo_test_tiny_text", tfds_text_key="body", data_dir=tfds_dir)
+    # The empty review is skipped; each review is one document split into sentences.
+    assert sorted(docs) == sorted(
+        [["Great film.", "Loved it!", "Would watch again"], ["Too long?", "Yes.", '"Boring."', "The end."]]
+    )
+    one = text_sources.load_documents(
+        tfds_name="zoo_test_tiny_text", tfds_text_key="body", data_dir=tfds_dir, max_documents=1
+    )
+    assert len(one) == 1
+
+
+def test_tfds_errors(tfds_dir, tmp_path):
+    with pytest.raises(ZooError, match=r"no feature 'text'.*--tfds_text_key.*\['body', 'stars'\]"):
+        text_sources.load_documents(tfds_name="zoo_test_tiny_text", data_dir=tfds_dir)
+    with pytest.raises(ZooError, match="stars.*not text.*--tfds_text_key"):
+        text_sources.load_documents(tfds_name="zoo_test_tiny_text", tfds_text_key="stars", data_dir=tfds_dir)
+    with pytest.raises(ZooError, match="not present in --data_dir"):
+        text_sources.load_documents(tfds_name="zoo_test_tiny_text", tfds_text_key="body", data_dir=str(tmp_path))
+    with pytest.raises(ZooError, match="--data_dir"):
+        text_sources.load_documents(tfds_name="zoo_test_tiny_text", tfds_text_key="body")
+
+
+def test_default_corpus(tmp_path, monkeypatch):
+    write(tmp_path / "1.txt", "Alpha one.\nAlpha two.\n\nBeta one.\n")
+    write(tmp_path / "2.txt", "Gamma one.\n")
+    write(tmp_path / "README.md", "not corpus text\n")
+    monkeypatch.setattr(text_sources, "default_corpus_dir", lambda: tmp_path)
+    assert text_sources.load_documents() == [["Alpha one.", "Alpha two."], ["Beta one."], ["Gamma one."]]
+    assert text_sources.load_documents(max_documents=1) == [["Alpha one.", "Alpha two."]]
+
+
+def test_default_corpus_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(text_sources, "default_corpus_dir", lambda: tmp_path / "corpus")
+    with pytest.raises(ZooError, match="default corpus.*missing.*--input_files"):
+        text_sources.load_documents()
+
+
+def test_default_corpus_location():
+    corpus = text_sources.default_corpus_dir()
+    assert str(corpus).replace("\\", "/").endswith("zoo/data/corpus")

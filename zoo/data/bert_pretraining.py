@@ -1,0 +1,285 @@
+"""BERT pretraining examples (masked LM + next sentence) made as google-research/bert's
+`create_pretraining_data.py` makes them, and a deterministic `tf.data` pipeline over them.
+
+Each example is `[CLS] A [SEP] B [SEP]` padded to `seq_length`. A and B are runs of whole sentences; half the
+time B is taken from a random other document (`nsp_labels` 1 = random, 0 = B really follows A). Of the real
+tokens, `min(max_predictions, max(1, round(masked_lm_prob * n)))` non-[CLS]/[SEP] positions are chosen; each
+becomes [MASK] with probability 0.8, else stays unchanged or becomes a random vocabulary token with
+probability 0.5 each. The random draws follow the original's order (a `random.Random(seed)` used call for
+call as the original uses it), so the same tokens and seed give the same examples.
+
+Example:
+```python
+documents = text_sources.load_documents()
+vocabulary = wordpiece.train_vocabulary(documents, 8000, "/tmp/vocab.txt")
+examples = create_examples(documents, vocabulary, seq_length=128, max_predictions=20)
+dataset = make_dataset(examples, global_batch_size=32)
+batch = next(iter(dataset))   # dict of the 7 FEATURES, first dimension 32
+```
+"""
+
+import collections
+import random
+
+import numpy as np
+
+from zoo.data import wordpiece
+from zoo.errors import ZooError
+
+FEATURES = ("token_ids", "segment_ids", "padding_mask", "mask_positions", "mask_ids", "mask_weights", "nsp_labels")
+
+# One sequence before padding: token ids, length of [CLS] A [SEP], the NSP label, masked positions and their
+# original token ids.
+_Instance = collections.namedtuple("_Instance", ["tokens", "first_length", "is_random_next", "positions", "labels"])
+
+
+def create_examples(
+    documents,
+    tokenizer_or_vocab,
+    seq_length,
+    max_predictions,
+    *,
+    dupe_factor=5,
+    short_seq_prob=0.1,
+    masked_lm_prob=0.15,
+    seed=12345,
+    tokenize_batch_size=4096,
+):
+    """Makes static-shape pretraining examples from documents of sentences.
+
+    Args:
+        documents: list of documents, each a list of sentence strings (see `zoo.data.text_sources`).
+        tokenizer_or_vocab: a keras-hub `WordPieceTokenizer`, a vocabulary (list of tokens) or a vocabulary path.
+        seq_length: tokens per example, including [CLS] and the two [SEP].
+        max_predictions: masked positions per example (padded with weight 0).
+        dupe_factor: passes over the corpus, each with different pairs and masks.
+        short_seq_prob: probability of aiming at a random shorter length instead of `seq_length`.
+        masked_lm_prob: fraction of tokens to predict.
+        seed: seed of the one random generator that makes every choice.
+        tokenize_batch_size: sentences per tokenizer call.
+
+    Returns:
+        A dict of numpy arrays, N examples: `token_ids`, `segment_ids`, `padding_mask` (1 = real token)
+        [N, seq_length] int32; `mask_positions`, `mask_ids` (original tokens) [N, max_predictions] int32;
+        `mask_weights` [N, max_predictions] float32; `nsp_labels` [N] int32.
+    """
+    _check_arguments(seq_length, max_predictions, dupe_factor, short_seq_prob, masked_lm_prob)
+    tokenizer, vocabulary = _tokenizer_and_vocabulary(tokenizer_or_vocab)
+    ids = wordpiece.special_ids(vocabulary)
+    all_documents = tokenize_documents(documents, tokenizer, tokenize_batch_size)
+    if len(all_documents) < 2:
+        raise ZooError(
+            f"next-sentence prediction needs at least 2 documents with text, found {len(all_documents)}; "
+            "separate documents with a blank line in --input_files or give a larger corpus"
+        )
+    rng = random.Random(seed)
+    rng.shuffle(all_documents)
+    instances = []
+    for _ in range(dupe_factor):
+        for document_index in range(len(all_documents)):
+            instances.extend(
+                _document_instances(
+                    all_documents, document_index, seq_length, short_seq_prob, masked_lm_prob, max_predictions,
+                    len(vocabulary), ids, rng,
+                )
+            )
+    rng.shuffle(instances)
+    return _to_arrays(instances, seq_length, max_predictions, ids["pad"])
+
+
+def tokenize_documents(documents, tokenizer, batch_size=4096):
+    """Tokenises every sentence (in batches) and returns documents of id lists without empty sentences/documents."""
+    import tensorflow as tf
+
+    sentences = [s for document in documents for s in document]
+    tokens = []
+    for start in range(0, len(sentences), batch_size):
+        out = tokenizer(sentences[start : start + batch_size])
+        if isinstance(out, tf.RaggedTensor):
+            out = out.to_list()
+        elif hasattr(out, "tolist"):
+            out = out.tolist()
+        tokens.extend(out)
+    tokenized, start = [], 0
+    for document in documents:
+        pieces = [list(t) for t in tokens[start : start + len(document)] if len(t)]
+        start += len(document)
+        if pieces:
+            tokenized.append(pieces)
+    return tokenized
+
+
+def make_dataset(examples, global_batch_size, input_context=None, seed=0):
+    """A repeated, deterministically shuffled `tf.data.Dataset` of per-replica batches of `examples`.
+
+    The global order is one stateless permutation of the examples per epoch (from `seed` and the epoch number,
+    independent of TensorFlow's global seed). Per-replica batch k of the single-pipeline dataset is the k-th
+    slice of that order, and input pipeline `i` of `p` yields slices i, i+p, i+2p, ... So one global step holds the
+    same examples for any replica and worker count, and skipping k batches resumes exactly.
+    """
+    import tensorflow as tf
+
+    n = _check_examples(examples)
+    batch_size = global_batch_size
+    if input_context is not None:
+        replicas = input_context.num_replicas_in_sync
+        if global_batch_size % replicas:
+            raise ZooError(
+                f"--global_batch_size={global_batch_size} is not divisible by the {replicas} replicas; "
+                f"use a multiple of {replicas}"
+            )
+        batch_size = input_context.get_per_replica_batch_size(global_batch_size)
+    if batch_size < 1:
+        raise ZooError(f"--global_batch_size must be positive, got {global_batch_size}")
+    tensors = {name: tf.constant(examples[name]) for name in FEATURES}
+
+    seed = tf.constant(seed, tf.int64)
+
+    def epoch_order(epoch):  # a stateless permutation per epoch: the same in every process
+        return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([seed, epoch]))
+
+    ds = tf.data.Dataset.counter().map(epoch_order).unbatch().batch(batch_size, drop_remainder=True)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    ds = ds.map(
+        lambda index: {name: tf.gather(value, index) for name, value in tensors.items()},
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def unigram_baseline(examples):
+    """MLM accuracy of always predicting the most frequent masked token (over real masked positions)."""
+    labels = np.asarray(examples["mask_ids"])[np.asarray(examples["mask_weights"]) > 0]
+    if labels.size == 0:
+        return 0.0
+    return float(np.bincount(labels).max() / labels.size)
+
+
+def _document_instances(all_documents, document_index, seq_length, short_seq_prob, masked_lm_prob,
+                        max_predictions, vocab_size, ids, rng):
+    """Sentence-pair instances from one document, as the original's `create_instances_from_document`."""
+    document = all_documents[document_index]
+    max_num_tokens = seq_length - 3  # room for [CLS], [SEP], [SEP]
+    # Usually fill the sequence; sometimes (short_seq_prob) aim shorter to match fine-tuning inputs.
+    target_length = max_num_tokens
+    if rng.random() < short_seq_prob:
+        target_length = rng.randint(2, max_num_tokens)
+    instances = []
+    chunk, chunk_length, i = [], 0, 0
+    while i < len(document):
+        chunk.append(document[i])
+        chunk_length += len(document[i])
+        if i == len(document) - 1 or chunk_length >= target_length:
+            # The first a_end sentences of the chunk form A.
+            a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
+            tokens_a = [t for sentence in chunk[:a_end] for t in sentence]
+            tokens_b = []
+            if len(chunk) == 1 or rng.random() < 0.5:
+                is_random_next = True
+                target_b_length = target_length - len(tokens_a)
+                for _ in range(10):  # try to pick another document
+                    random_index = rng.randint(0, len(all_documents) - 1)
+                    if random_index != document_index:
+                        break
+                random_document = all_documents[random_index]
+                for sentence in random_document[rng.randint(0, len(random_document) - 1) :]:
+                    tokens_b.extend(sentence)
+                    if len(tokens_b) >= target_b_length:
+                        break
+                # The chunk's unused sentences go back to be used by the next chunk.
+                i -= len(chunk) - a_end
+            else:
+                is_random_next = False
+                tokens_b = [t for sentence in chunk[a_end:] for t in sentence]
+            _truncate_pair(tokens_a, tokens_b, max_num_tokens, rng)
+            tokens = [ids["cls"], *tokens_a, ids["sep"], *tokens_b, ids["sep"]]
+            tokens, positions, labels = _mask_tokens(tokens, masked_lm_prob, max_predictions, vocab_size, ids, rng)
+            instances.append(_Instance(tokens, len(tokens_a) + 2, is_random_next, positions, labels))
+            chunk, chunk_length = [], 0
+        i += 1
+    return instances
+
+
+def _truncate_pair(tokens_a, tokens_b, max_num_tokens, rng):
+    """Drops tokens from the front or back (at random) of the longer sequence until the pair fits."""
+    while len(tokens_a) + len(tokens_b) > max_num_tokens:
+        longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+        if rng.random() < 0.5:
+            del longer[0]
+        else:
+            longer.pop()
+
+
+def _mask_tokens(tokens, masked_lm_prob, max_predictions, vocab_size, ids, rng):
+    """Chooses positions to predict and corrupts them 80% [MASK] / 10% unchanged / 10% random token."""
+    candidates = [i for i, t in enumerate(tokens) if t != ids["cls"] and t != ids["sep"]]
+    rng.shuffle(candidates)
+    count = min(max_predictions, max(1, int(round(len(tokens) * masked_lm_prob))))
+    output = list(tokens)
+    chosen = sorted(candidates[:count])
+    for index in candidates[:count]:
+        if rng.random() < 0.8:
+            output[index] = ids["mask"]
+        elif rng.random() < 0.5:
+            pass  # keep the original token
+        else:
+            output[index] = rng.randint(0, vocab_size - 1)  # any vocabulary entry, as the original
+    return output, chosen, [tokens[i] for i in chosen]
+
+
+def _to_arrays(instances, seq_length, max_predictions, pad_id):
+    n = len(instances)
+    arrays = {
+        "token_ids": np.full((n, seq_length), pad_id, np.int32),
+        "segment_ids": np.zeros((n, seq_length), np.int32),
+        "padding_mask": np.zeros((n, seq_length), np.int32),
+        "mask_positions": np.zeros((n, max_predictions), np.int32),
+        "mask_ids": np.zeros((n, max_predictions), np.int32),
+        "mask_weights": np.zeros((n, max_predictions), np.float32),
+        "nsp_labels": np.zeros((n,), np.int32),
+    }
+    for row, instance in enumerate(instances):
+        length, count = len(instance.tokens), len(instance.positions)
+        arrays["token_ids"][row, :length] = instance.tokens
+        arrays["segment_ids"][row, instance.first_length : length] = 1
+        arrays["padding_mask"][row, :length] = 1
+        arrays["mask_positions"][row, :count] = instance.positions
+        arrays["mask_ids"][row, :count] = instance.labels
+        arrays["mask_weights"][row, :count] = 1.0
+        arrays["nsp_labels"][row] = int(instance.is_random_next)
+    return arrays
+
+
+def _tokenizer_and_vocabulary(tokenizer_or_vocab):
+    if hasattr(tokenizer_or_vocab, "get_vocabulary"):
+        if getattr(tokenizer_or_vocab, "sequence_length", None):
+            raise ZooError("give create_examples a tokenizer without sequence_length (it packs sentences itself)")
+        return tokenizer_or_vocab, list(tokenizer_or_vocab.get_vocabulary())
+    tokenizer = wordpiece.make_tokenizer(tokenizer_or_vocab)
+    return tokenizer, list(tokenizer.get_vocabulary())
+
+
+def _check_arguments(seq_length, max_predictions, dupe_factor, short_seq_prob, masked_lm_prob):
+    if seq_length < 5:
+        raise ZooError(f"--seq_length must be at least 5 ([CLS] A [SEP] B [SEP] with 2 text tokens), got {seq_length}")
+    if max_predictions < 1:
+        raise ZooError(f"--max_predictions must be at least 1, got {max_predictions}")
+    if dupe_factor < 1:
+        raise ZooError(f"dupe_factor must be at least 1, got {dupe_factor}")
+    if not 0.0 <= short_seq_prob <= 1.0:
+        raise ZooError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
+    if not 0.0 < masked_lm_prob <= 1.0:
+        raise ZooError(f"masked_lm_prob must be in (0, 1], got {masked_lm_prob}")
+
+
+def _check_examples(examples):
+    missing = [name for name in FEATURES if name not in examples]
+    if missing:
+        raise ZooError(f"examples lack the features {missing}; make them with create_examples")
+    n = len(examples["nsp_labels"])
+    if n == 0:
+        raise ZooError("there are no pretraining examples; give a larger corpus")
+    if any(len(examples[name]) != n for name in FEATURES):
+        raise ZooError("the example features have different numbers of rows")
+    return n
