@@ -30,3 +30,20 @@ def weighted_mean(values, weights=None):
     denominator = tf.maximum(cross_replica_sum(tf.reduce_sum(weights)), 1e-5)
     share = local / denominator
     return share, cross_replica_sum(share)
+
+
+def clip_by_global_norm(grads, clip_norm, loss_scale=None):
+    """Scales this replica's gradients so that the *global* gradient (their sum over replicas) has norm at
+    most `clip_norm`, as `tf.clip_by_global_norm` does on one device.
+
+    Keras optimizers' `clipnorm`/`global_clipnorm` clip each replica's share before the all-reduce (Keras
+    3.15), which changes the update with the replica count; this costs one extra all-reduce instead.
+    `loss_scale` (a LossScaleOptimizer's scale) is divided out of the norm; an overflow gives NaN gradients,
+    which the LossScaleOptimizer then skips.
+    """
+    total = cross_replica_sum([tf.cast(g, tf.float32) for g in grads])
+    norm = tf.linalg.global_norm(total)
+    if loss_scale is not None:
+        norm = norm / tf.cast(loss_scale, tf.float32)
+    scale = clip_norm / tf.maximum(norm, clip_norm)
+    return [g * tf.cast(scale, g.dtype) for g in grads]

@@ -43,9 +43,9 @@ def _initial_weights():
 INITIAL = _initial_weights()
 
 
-def _train(strategy, model_dir, steps, jit_compile=False, **kwargs):
+def _train(strategy, model_dir, steps, jit_compile=False, clip_norm=None, **kwargs):
     with strategy.scope():
-        model = BertPretrainer(zoo.create_model("bert_tiny", **TINY))
+        model = BertPretrainer(zoo.create_model("bert_tiny", **TINY), clip_norm=clip_norm)
         model.set_weights(INITIAL)
         model.compile(optimizer=keras.optimizers.AdamW(1e-2, weight_decay=0.01))
     trainer = Trainer(model, strategy=strategy, model_dir=str(model_dir), dataset_fn=dataset_fn,
@@ -57,8 +57,9 @@ def _train(strategy, model_dir, steps, jit_compile=False, **kwargs):
 
 @pytest.mark.distributed
 def test_two_replicas_equal_one_replica_at_same_global_batch(tmp_path, mirrored):
-    single, single_logs = _train(tf.distribute.get_strategy(), tmp_path / "one", steps=3)
-    two, mirrored_logs = _train(mirrored, tmp_path / "two", steps=3)
+    # clip_norm=0.05 is active at every step: the global gradient is clipped, not each replica's share.
+    single, single_logs = _train(tf.distribute.get_strategy(), tmp_path / "one", steps=3, clip_norm=0.05)
+    two, mirrored_logs = _train(mirrored, tmp_path / "two", steps=3, clip_norm=0.05)
     assert mirrored.num_replicas_in_sync == 2
     for a, b in zip(single.get_weights(), two.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)

@@ -15,7 +15,8 @@ def from_flag(name, tpu=None):
     """Returns the strategy named by `--strategy`.
 
     default: the default strategy (one device: the first GPU, else the CPU).
-    mirrored: MirroredStrategy over all local GPUs (or the logical CPUs when there are no GPUs).
+    mirrored: MirroredStrategy over all local GPUs; without GPUs, over the CPU, split into
+        $ZOO_CPU_REPLICAS logical devices when that is set (to try multi-replica runs on a CPU).
     multi_worker: MultiWorkerMirroredStrategy configured from the TF_CONFIG environment variable.
     tpu: TPUStrategy; `tpu` is the TPU name or grpc:// address ("" or "local" for a TPU VM).
     """
@@ -23,6 +24,9 @@ def from_flag(name, tpu=None):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        cpus = os.environ.get("ZOO_CPU_REPLICAS")
+        if cpus and not tf.config.list_physical_devices("GPU"):
+            _split_cpu_once(cpus)
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         if not devices:
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
@@ -80,6 +84,19 @@ def is_chief(strategy):
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return task_type == "worker" and task_id == 0 and not has_chief
+
+
+def _split_cpu_once(value):
+    try:
+        n = int(value)
+        assert n >= 1
+    except (ValueError, AssertionError):
+        raise ZooError(f"ZOO_CPU_REPLICAS={value!r} must be a positive integer") from None
+    try:
+        split_cpu(n)
+    except RuntimeError:  # TensorFlow already started: fine if it has the devices asked for
+        if len(tf.config.list_logical_devices("CPU")) != n:
+            raise ZooError("ZOO_CPU_REPLICAS must be set before TensorFlow starts (before the first op)") from None
 
 
 def split_cpu(n):

@@ -44,7 +44,8 @@ class Trainer:
         global_batch_size: examples per step over all replicas; must divide by the replica count.
         train_steps: the step count to reach; a resumed run continues up to it.
         checkpoint_every: steps between checkpoints (one is always written at the end).
-        log_every: steps between progress-bar, TensorBoard and hook updates.
+        log_every: steps between progress-bar, TensorBoard and hook updates; logged values are means over
+            the interval.
         jit_compile: compile the per-replica step with XLA.
         config: JSON-able description of the run that must match to resume (model, data, vocabulary).
         hooks: callables `hook(step, logs)` called on the chief every `log_every` steps and at the end.
@@ -176,6 +177,8 @@ class Trainer:
 
         @tf.function
         def train_function(iterator):
+            for metric in model.metrics:  # Keras metrics then report this step alone, like custom logs
+                metric.reset_state()
             logs = strategy.run(step_fn, args=(next(iterator),))
             logs = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in logs.items()}
             self.step.assign_add(1)
@@ -186,7 +189,7 @@ class Trainer:
     # === Loop ===
 
     def train(self):
-        """Trains up to `train_steps`, resuming from `model_dir`; returns the last logs as floats."""
+        """Trains up to `train_steps`, resuming from `model_dir`; returns the means of the last log interval as floats."""
         self._check_config()
         probe = self.dataset_fn(tf.distribute.InputContext(1, 0, self.strategy.num_replicas_in_sync))
         self._build_state(probe.element_spec)
@@ -215,18 +218,22 @@ class Trainer:
     def _loop(self, start, manager):
         iterator = iter(self._dataset(start))
         train_function = self._make_train_function()
-        logs, step = {}, start
+        # Logged values are means over the log interval of the per-step logs, summed here as tensors
+        # (no host sync per step).
+        logs, sums, count, step, values = {}, {}, 0, start, {}
         while step < self.train_steps:
             logs = train_function(iterator)
+            sums = {k: sums[k] + v for k, v in logs.items()} if sums else dict(logs)
+            count += 1
             step += 1
             last = step == self.train_steps
             if step % self.checkpoint_every == 0 or last:
                 manager.save(checkpoint_number=step)
             if step % self.log_every == 0 or last:
-                values = {k: float(np.asarray(v)) for k, v in logs.items()}
+                values = {k: float(np.asarray(v / count)) for k, v in sums.items()}
                 self._log(step, values)
-                self.model.reset_metrics()  # Keras metrics then average over one log interval
-        return {k: float(np.asarray(v)) for k, v in logs.items()}
+                sums, count = {}, 0
+        return values
 
     def _log(self, step, values):
         if not self.is_chief:

@@ -7,7 +7,7 @@ from keras import ops
 from zoo.layers.activations import gelu_approximate
 from zoo.layers import MaskedLMHead
 from zoo.models.bert.bert_backbone import BertBackbone, bert_initializer
-from zoo.ops import weighted_mean
+from zoo.ops import clip_by_global_norm, weighted_mean
 
 FEATURES = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
 
@@ -22,7 +22,8 @@ class BertPretrainer(keras.Model):
 
     `train_step` takes one batch dict with the inputs and `mask_ids`, `mask_weights`, `nsp_labels`. The MLM
     loss is the mean over real masked positions only (Σ loss·weight / Σ weight over the *global* batch),
-    the NSP loss the mean over the global batch, so any replica count gives the same update.
+    the NSP loss the mean over the global batch, so any replica count gives the same update. `clip_norm`
+    clips the global gradient norm (BERT: 1.0) across replicas (see `zoo.ops.clip_by_global_norm`).
 
     Example:
         backbone = zoo.create_model("bert_tiny", vocabulary_size=1000)
@@ -31,7 +32,7 @@ class BertPretrainer(keras.Model):
         logs = model.train_step(batch)   # or zoo.training.Trainer(model, ...).train()
     """
 
-    def __init__(self, backbone, **kwargs):
+    def __init__(self, backbone, clip_norm=None, **kwargs):
         # === Layers ===
         self.backbone = backbone
         self.mlm_head = MaskedLMHead(
@@ -47,6 +48,9 @@ class BertPretrainer(keras.Model):
         nsp_logits = self.nsp_head(outputs["pooled_output"])
         super().__init__(inputs=inputs, outputs={"mlm_logits": mlm_logits, "nsp_logits": nsp_logits}, **kwargs)
 
+        # === Config ===
+        self.clip_norm = clip_norm
+
     def train_step(self, data):
         inputs = {k: data[k] for k in FEATURES}
         with tf.GradientTape() as tape:
@@ -60,7 +64,10 @@ class BertPretrainer(keras.Model):
                 keras.losses.sparse_categorical_crossentropy(data["nsp_labels"], nsp_logits, from_logits=True))
             scaled = self.optimizer.scale_loss(mlm_share + nsp_share)
         variables = self.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        grads = tape.gradient(scaled, variables)
+        if self.clip_norm:
+            grads = clip_by_global_norm(grads, self.clip_norm, getattr(self.optimizer, "dynamic_scale", None))
+        self.optimizer.apply_gradients(zip(grads, variables))
 
         mlm_hits = ops.cast(ops.equal(ops.argmax(mlm_logits, -1), ops.cast(data["mask_ids"], "int64")), "float32")
         nsp_hits = ops.cast(ops.equal(ops.argmax(nsp_logits, -1), ops.cast(data["nsp_labels"], "int64")), "float32")
@@ -75,7 +82,8 @@ class BertPretrainer(keras.Model):
         }
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, "backbone": keras.layers.serialize(self.backbone)}
+        return {"name": self.name, "trainable": self.trainable, "backbone": keras.layers.serialize(self.backbone),
+                "clip_norm": self.clip_norm}
 
     @classmethod
     def from_config(cls, config):
