@@ -303,11 +303,8 @@ def test_per_replica_batches_slice_the_global_order(numbered, pipelines, replica
 
 
 @pytest.mark.distributed
-def test_mirrored_strategy_sees_the_global_batches(numbered):
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("needs the 2 logical CPUs made by tests/conftest.py")
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+def test_mirrored_strategy_sees_the_global_batches(numbered, mirrored):
+    strategy = mirrored
     dist = strategy.distribute_datasets_from_function(lambda ctx: bert_pretraining.make_dataset(numbered, 8, ctx))
     expected = batches(bert_pretraining.make_dataset(numbered, 8), 3)
     for step, batch in zip(range(3), dist):
