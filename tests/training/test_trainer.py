@@ -10,23 +10,10 @@ import zoo
 from zoo.errors import ZooError
 from zoo.models.bert import BertPretrainer
 from zoo.training.trainer import Trainer
+from tests.training.mwms_worker import TINY, examples
 
-TINY = dict(vocabulary_size=40, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, dropout=0.0,
-            max_sequence_length=16)
 GLOBAL_BATCH = 8
-
-
-def _examples(n=64, seq=12, predictions=3, seed=0):
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(5, TINY["vocabulary_size"], size=(n, seq)).astype("int32")
-    pos = np.sort(np.stack([rng.choice(np.arange(1, seq - 1), predictions, replace=False) for _ in range(n)]), 1)
-    weights = (rng.random((n, predictions)) > 0.3).astype("float32")
-    return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": np.ones_like(ids),
-            "mask_positions": pos.astype("int32"), "mask_ids": np.take_along_axis(ids, pos, 1).astype("int32"),
-            "mask_weights": weights, "nsp_labels": rng.integers(0, 2, n).astype("int32")}
-
-
-EXAMPLES = _examples()
+EXAMPLES = examples()
 
 
 def dataset_fn(ctx):
