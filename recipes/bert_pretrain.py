@@ -8,6 +8,7 @@ With no data flags it trains `bert_tiny` on the corpus shipped in the package, w
 trained on it (saved as <model_dir>/vocab.txt). Stopped and started again with the same flags, it resumes.
 """
 
+import hashlib
 import os
 import sys
 import tempfile
@@ -44,6 +45,7 @@ CONFIGS = ("tiny", "base", "large")
 def main(argv):
     del argv
     import keras
+    import tensorflow as tf
 
     from zoo import create_model
     from zoo.data import bert_pretraining, text_sources, wordpiece
@@ -61,6 +63,8 @@ def main(argv):
         raise ZooError(f"--seq_length={FLAGS.seq_length} must be between 8 and 512 (the position table)")
     if FLAGS.input_files and FLAGS.tfds_name:
         raise ZooError("give either --input_files or --tfds_name, not both")
+    if not FLAGS.model_dir:
+        raise ZooError("--model_dir is required: checkpoints, logs and the vocabulary are written there")
     if FLAGS.warmup_steps > FLAGS.train_steps:
         raise ZooError(f"--warmup_steps={FLAGS.warmup_steps} exceeds --train_steps={FLAGS.train_steps}")
     precision.set_policy(FLAGS.mixed_precision)
@@ -75,15 +79,13 @@ def main(argv):
     vocab_path = os.path.join(FLAGS.model_dir, "vocab.txt")
     if FLAGS.vocab_file:
         vocabulary = wordpiece.load_vocabulary(FLAGS.vocab_file)
-    elif os.path.exists(vocab_path):  # resuming: keep the vocabulary the checkpoint was trained with
+    elif tf.io.gfile.exists(vocab_path):  # resuming: keep the vocabulary the checkpoint was trained with
         vocabulary = wordpiece.load_vocabulary(vocab_path)
     else:
         vocabulary = wordpiece.train_vocabulary(documents, FLAGS.vocab_size)
-    if not os.path.exists(vocab_path):
-        if not chief:  # other workers keep a private copy for their throw-away export
-            vocab_path = os.path.join(tempfile.mkdtemp(prefix="zoo-vocab-"), "vocab.txt")
-        os.makedirs(os.path.dirname(vocab_path), exist_ok=True)
-        wordpiece.write_vocabulary(vocabulary, vocab_path)
+    if not chief:  # other workers keep a private copy for their throw-away export
+        vocab_path = os.path.join(tempfile.mkdtemp(prefix="zoo-vocab-"), "vocab.txt")
+    vocab_hash = hashlib.sha1("\n".join(vocabulary).encode("utf-8")).hexdigest()
 
     examples = bert_pretraining.create_examples(
         documents, vocabulary, FLAGS.seq_length, FLAGS.max_predictions, dupe_factor=FLAGS.dupe_factor,
@@ -104,7 +106,8 @@ def main(argv):
         model.compile(optimizer=optimizer)
 
     config = {
-        "model": f"bert_{FLAGS.config}", "vocab_size": len(vocabulary), "dropout": FLAGS.dropout,
+        "model": f"bert_{FLAGS.config}", "vocab_size": len(vocabulary), "vocab_sha1": vocab_hash,
+        "dropout": FLAGS.dropout,
         "seq_length": FLAGS.seq_length,
         "max_predictions": FLAGS.max_predictions, "global_batch_size": FLAGS.global_batch_size,
         "mixed_precision": FLAGS.mixed_precision, "seed": FLAGS.seed, "dupe_factor": FLAGS.dupe_factor,
@@ -116,6 +119,8 @@ def main(argv):
         global_batch_size=FLAGS.global_batch_size, train_steps=FLAGS.train_steps,
         checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every, jit_compile=FLAGS.jit_compile,
         config=config)
+    if not tf.io.gfile.exists(vocab_path):  # an existing one is what config.json's vocab_sha1 checks against
+        wordpiece.write_vocabulary(vocabulary, vocab_path)
     logs = trainer.train()
     if chief and logs:
         print(f"step {FLAGS.train_steps}: loss {logs['loss']:.4f}, MLM accuracy {logs['mlm_accuracy']:.3f} "

@@ -38,12 +38,24 @@ def clip_by_global_norm(grads, clip_norm, loss_scale=None):
 
     Keras optimizers' `clipnorm`/`global_clipnorm` clip each replica's share before the all-reduce (Keras
     3.15), which changes the update with the replica count; this costs one extra all-reduce instead.
-    `loss_scale` (a LossScaleOptimizer's scale) is divided out of the norm; an overflow gives NaN gradients,
-    which the LossScaleOptimizer then skips.
+    `loss_scale` (a LossScaleOptimizer's scale) is divided out of the norm. The norm is global, so an
+    overflow on any replica makes every replica's gradients NaN, and the LossScaleOptimizer skips the step.
     """
     total = cross_replica_sum([tf.cast(g, tf.float32) for g in grads])
     norm = tf.linalg.global_norm(total)
     if loss_scale is not None:
         norm = norm / tf.cast(loss_scale, tf.float32)
-    scale = clip_norm / tf.maximum(norm, clip_norm)
+    scale = tf.where(tf.math.is_finite(norm), clip_norm / tf.maximum(norm, clip_norm), float("nan"))
     return [g * tf.cast(scale, g.dtype) for g in grads]
+
+
+def finite_or_nan(grads):
+    """Makes every replica's gradients NaN when any replica's are not finite.
+
+    Keras' LossScaleOptimizer (3.15) decides to skip an overflowed step from the first replica's gradients
+    alone, before the all-reduce; without this an overflow on another replica would reach the weights.
+    Costs one scalar all-reduce.
+    """
+    local = tf.add_n([tf.reduce_sum(tf.cast(~tf.math.is_finite(g), tf.float32)) for g in grads])
+    bad = cross_replica_sum(local) > 0
+    return [tf.where(bad, tf.cast(float("nan"), g.dtype), g) for g in grads]

@@ -100,10 +100,12 @@ def _assert_one_line_error(result, *fragments):
     (["--input_files=/nonexistent/corpus.txt"], ["/nonexistent/corpus.txt", "--input_files"]),
     (["--tfds_name=wikipedia/20230601.en", "--data_dir={tmp}"], ["not present in --data_dir", "--data_dir"]),
     (["--strategy=multi_worker"], ["TF_CONFIG"]),
+    (["--strategy=tpu"], ["needs --tpu"]),
+    (["--model_dir="], ["--model_dir is required"]),
 ])
 def test_bad_flags(tmp_path, flags, fragments):
     flags = [f.format(tmp=tmp_path) for f in flags]
-    _assert_one_line_error(run(f"--model_dir={tmp_path / 'm'}", *flags, *SMALL), *fragments)
+    _assert_one_line_error(run(f"--model_dir={tmp_path / 'm'}", *SMALL, *flags), *fragments)
 
 
 def test_empty_input_file(tmp_path):
@@ -120,6 +122,11 @@ def test_vocab_size_mismatch_with_checkpoint(tmp_path, first_run):
     other.write_text("\n".join(vocab[:-10]) + "\n")
     _assert_one_line_error(run(f"--model_dir={model_dir}", f"--vocab_file={other}", "--export_dir=", *SMALL),
                            f"vocab_size: {len(vocab)} in the checkpoint, {len(vocab) - 10} now")
+    same_size = tmp_path / "same_size.txt"
+    same_size.write_text("\n".join(vocab[:-1] + ["zzzz"]) + "\n")
+    _assert_one_line_error(run(f"--model_dir={model_dir}", f"--vocab_file={same_size}", "--export_dir=", *SMALL),
+                           "vocab_sha1")
+    assert (model_dir / "vocab.txt").read_text().splitlines() == vocab  # left as it was
 
 
 def test_model_dir_from_a_different_config(first_run):

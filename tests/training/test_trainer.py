@@ -126,3 +126,67 @@ def test_hooks_run_on_log_steps(tmp_path):
     seen = []
     _train(tf.distribute.get_strategy(), tmp_path, steps=3, hooks=[lambda step, logs: seen.append(step)])
     assert seen == [1, 2, 3]
+
+
+def test_resume_is_exact_with_dropout(tmp_path):
+    """Dropout's random-number state is checkpointed, so an interrupted run equals an uninterrupted one."""
+    def train(model_dir, steps):
+        with tf.distribute.get_strategy().scope():
+            model = BertPretrainer(zoo.create_model("bert_tiny", **{**TINY, "dropout": 0.3}))
+            model.set_weights(INITIAL)
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
+        Trainer(model, strategy=tf.distribute.get_strategy(), model_dir=str(model_dir), dataset_fn=dataset_fn,
+                global_batch_size=GLOBAL_BATCH, train_steps=steps, checkpoint_every=2, verbose=False).train()
+        return model.get_weights()
+
+    keras.utils.set_random_seed(11)
+    straight = train(tmp_path / "straight", 4)
+    keras.utils.set_random_seed(11)
+    train(tmp_path / "resumed", 2)
+    keras.utils.set_random_seed(99)  # a restarted process would not share the Python-side state
+    resumed = train(tmp_path / "resumed", 4)
+    for a, b in zip(straight, resumed):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.distributed
+def test_xla_with_several_cpu_replicas_is_refused(mirrored):
+    with mirrored.scope():
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ZooError, match="--jit_compile needs one device"):
+        Trainer(model, strategy=mirrored, model_dir="unused", dataset_fn=dataset_fn, global_batch_size=8,
+                train_steps=1, jit_compile=True)
+
+
+@pytest.mark.distributed
+def test_float16_overflow_on_one_replica_is_skipped_everywhere(mirrored):
+    """LossScaleOptimizer looks at replica 0's gradients only; zoo.ops.finite_or_nan spreads an overflow."""
+    from zoo.ops import finite_or_nan
+
+    def step():
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        grad = tf.where(replica == 1, tf.constant([float("inf"), 1.0]), tf.constant([1.0, 1.0]))
+        return finite_or_nan([grad])[0]
+
+    results = mirrored.experimental_local_results(mirrored.run(tf.function(step)))
+    assert all(np.isnan(np.asarray(r)).all() for r in results)
+    fine = mirrored.experimental_local_results(mirrored.run(tf.function(lambda: finite_or_nan([tf.ones(2)])[0])))
+    assert all((np.asarray(r) == 1).all() for r in fine)
+
+
+@pytest.mark.distributed
+def test_mixed_float16_pretraining_under_mirrored(tmp_path, mirrored):
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with mirrored.scope():
+            model = BertPretrainer(zoo.create_model("bert_tiny", **TINY), clip_norm=1.0)
+            model.compile(optimizer=keras.optimizers.AdamW(1e-2))
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        logs = Trainer(model, strategy=mirrored, model_dir=str(tmp_path), dataset_fn=dataset_fn,
+                       global_batch_size=GLOBAL_BATCH, train_steps=3, verbose=False).train()
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    assert np.isfinite(logs["loss"])
+    assert all(np.isfinite(w).all() for w in model.get_weights())

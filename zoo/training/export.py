@@ -76,11 +76,15 @@ def export_saved_model(export_dir, model, endpoints, assets=None, version=None, 
     tmp = os.path.join(export_dir, f".tmp-{version}-{uuid.uuid4().hex}")
     try:
         archive.write_out(tmp, verbose=False)
-        tf.io.gfile.rename(tmp, final, overwrite=False)
+        try:
+            tf.io.gfile.rename(tmp, final, overwrite=False)
+        except tf.errors.OpError as e:
+            raise ZooError(f"could not move the export into {final} ({e.message}); another export may have "
+                           "taken that version at the same time") from None
     finally:
         for path in (tmp, asset_dir):
             if path and tf.io.gfile.exists(path):
-                shutil.rmtree(path, ignore_errors=True)
+                tf.io.gfile.rmtree(path)
     return final
 
 

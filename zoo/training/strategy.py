@@ -18,7 +18,7 @@ def from_flag(name, tpu=None):
     mirrored: MirroredStrategy over all local GPUs; without GPUs, over the CPU, split into
         $ZOO_CPU_REPLICAS logical devices when that is set (to try multi-replica runs on a CPU).
     multi_worker: MultiWorkerMirroredStrategy configured from the TF_CONFIG environment variable.
-    tpu: TPUStrategy; `tpu` is the TPU name or grpc:// address ("" or "local" for a TPU VM).
+    tpu: TPUStrategy; `tpu` is the TPU name or grpc:// address ("local" on a TPU VM).
     """
     name = (name or "default").lower()
     if name == "default":
@@ -66,10 +66,11 @@ def _tpu(address):
     if address is None:
         raise ZooError("--strategy=tpu needs --tpu (the TPU name or grpc:// address; 'local' on a TPU VM)")
     try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="" if address == "local" else address)
-        tf.config.experimental_connect_to_cluster(resolver)
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
+        if address != "local":
+            tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, tf.errors.OpError, RuntimeError) as e:
+    except Exception as e:  # resolver, network and runtime errors all mean the same to the user
         raise ZooError(f"could not reach the TPU {address!r}: {str(e).splitlines()[0]}") from None
     return tf.distribute.TPUStrategy(resolver)
 

@@ -81,6 +81,10 @@ class Trainer:
                 raise ZooError(f"--{name} must be at least 1, got {value}")
         if not model_dir:
             raise ZooError("--model_dir is required: checkpoints and logs are written there")
+        if jit_compile and replicas > 1 and not tf.config.list_logical_devices("GPU") and \
+                not isinstance(strategy, tf.distribute.TPUStrategy):
+            raise ZooError("--jit_compile needs one device, GPUs or TPUs: XLA cannot reach the other CPU replicas' "
+                           "variables; drop --jit_compile or use --strategy=default")
         self.model = model
         self.strategy = strategy
         self.model_dir = model_dir
@@ -193,7 +197,9 @@ class Trainer:
         self._check_config()
         probe = self.dataset_fn(tf.distribute.InputContext(1, 0, self.strategy.num_replicas_in_sync))
         self._build_state(probe.element_spec)
-        checkpoint = tf.train.Checkpoint(model=self.model, step=self.step)
+        # Dropout's random-number states are not tracked with the model; save them so resumes are exact.
+        seeds = [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+        checkpoint = tf.train.Checkpoint(model=self.model, step=self.step, seeds=seeds)
         self._restore(checkpoint)
         ckpt_dir = self.model_dir if self.is_chief else tempfile.mkdtemp(prefix="zoo-worker-ckpt-")
         manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=self.max_to_keep)

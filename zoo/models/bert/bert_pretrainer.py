@@ -7,7 +7,7 @@ from keras import ops
 from zoo.layers.activations import gelu_approximate
 from zoo.layers import MaskedLMHead
 from zoo.models.bert.bert_backbone import BertBackbone, bert_initializer
-from zoo.ops import clip_by_global_norm, weighted_mean
+from zoo.ops import clip_by_global_norm, finite_or_nan, weighted_mean
 
 FEATURES = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
 
@@ -65,8 +65,11 @@ class BertPretrainer(keras.Model):
             scaled = self.optimizer.scale_loss(mlm_share + nsp_share)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
-        if self.clip_norm:
-            grads = clip_by_global_norm(grads, self.clip_norm, getattr(self.optimizer, "dynamic_scale", None))
+        loss_scale = getattr(self.optimizer, "dynamic_scale", None)
+        if self.clip_norm:  # a global norm: an overflow anywhere already makes all gradients NaN
+            grads = clip_by_global_norm(grads, self.clip_norm, loss_scale)
+        elif loss_scale is not None:
+            grads = finite_or_nan(grads)
         self.optimizer.apply_gradients(zip(grads, variables))
 
         mlm_hits = ops.cast(ops.equal(ops.argmax(mlm_logits, -1), ops.cast(data["mask_ids"], "int64")), "float32")
