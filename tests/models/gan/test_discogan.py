@@ -1,0 +1,158 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from zoo.errors import ZooError
+from zoo.models.gan import DiscoGAN, DiscoGANDiscriminator, DiscoGANGenerator
+
+TINY = dict(filters=4)
+
+
+def _count(variables):
+    return sum(int(np.prod(v.shape)) for v in variables)
+
+
+def _images(shape, seed):
+    return tf.constant(np.random.default_rng(seed).uniform(0, 1, shape).astype("float32"))
+
+
+def _adam():
+    return keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999, epsilon=1e-8)
+
+
+def _tiny(name="discogan", **overrides):
+    keras.utils.set_random_seed(0)
+    model = zoo.create_model(name, **TINY, **overrides)
+    model.compile(generator_optimizer=_adam(), discriminator_optimizer=_adam())
+    model.build_optimizer_state()
+    return model
+
+
+def _snapshot(model):
+    return {net: [v.numpy().copy() for v in getattr(model, net).trainable_variables]
+            for net in ("generator_a", "generator_b", "discriminator_a", "discriminator_b")}
+
+
+def _changed(before, model):
+    return {net: [not np.array_equal(b, v.numpy()) for b, v in zip(values, getattr(model, net).trainable_variables)]
+            for net, values in before.items()}
+
+
+def test_official_parameter_counts():
+    generator = DiscoGANGenerator()
+    assert _count(generator.trainable_variables) == 5_513_856
+    assert _count(generator.weights) == 5_516_544  # + BatchNorm moving statistics
+    assert _count(DiscoGANGenerator(bottleneck_units=100).trainable_variables) == 7_153_480
+    discriminator = DiscoGANDiscriminator()
+    assert _count(discriminator.trainable_variables) == 2_765_568
+    assert _count(discriminator.weights) == 2_767_360
+    out = discriminator(tf.zeros((2, 64, 64, 3)))
+    assert out["probability"].shape == (2, 1, 1, 1)
+    assert [tuple(f.shape) for f in out["features"]] == [(2, 16, 16, 128), (2, 8, 8, 256), (2, 4, 4, 512)]
+    assert not any("bias" in v.path for v in generator.weights + discriminator.weights)
+    assert generator(tf.zeros((1, 64, 64, 3))).shape == (1, 64, 64, 3)
+
+
+def test_presets_and_bad_options():
+    assert {"discogan", "discogan_bottleneck", "discogan_recongan", "discogan_gan"} <= set(zoo.list_models("disco*"))
+    assert zoo.create_model("discogan_gan", **TINY).arch == "gan"
+    assert zoo.create_model("discogan_bottleneck", **TINY).generator_a.bottleneck_units == 100
+    with pytest.raises(ZooError, match="unknown model 'discogan_xl'"):
+        zoo.create_model("discogan_xl")
+    with pytest.raises(ZooError, match="multiple of 16"):
+        zoo.create_model("discogan", image_size=50)
+    with pytest.raises(ZooError, match="unknown DiscoGAN arch 'cyclegan'"):
+        zoo.create_model("discogan", arch="cyclegan", **TINY)
+    with pytest.raises(ZooError, match="unknown DiscoGAN loss"):
+        zoo.create_model("discogan", loss="mine", **TINY)
+    with pytest.raises(ZooError, match="no option"):
+        zoo.create_model("discogan", blocks=3)
+    with pytest.raises(ZooError, match="compile"):
+        zoo.create_model("discogan", **TINY).train_step({"a": _images((3, 2, 64, 64, 3), 0),
+                                                         "b": _images((3, 2, 64, 64, 3), 1)})
+
+
+def test_discriminator_step_changes_only_discriminators():
+    model = _tiny()
+    before = _snapshot(model)
+    logs = model.discriminator_step(_images((4, 64, 64, 3), 0), _images((4, 64, 64, 3), 1), tf.constant(0, "int64"))
+    changed = _changed(before, model)
+    assert all(changed["discriminator_a"]) and all(changed["discriminator_b"])
+    assert not any(changed["generator_a"]) and not any(changed["generator_b"])
+    assert set(logs) == {"d_loss_a", "d_loss_b"}
+
+
+def test_generator_step_changes_only_generators_and_code_loss():
+    model = _tiny()
+    before = _snapshot(model)
+    logs = model.generator_step(_images((4, 64, 64, 3), 0), _images((4, 64, 64, 3), 1), tf.constant(1, "int64"))
+    changed = _changed(before, model)
+    assert all(changed["generator_a"]) and all(changed["generator_b"])
+    assert not any(changed["discriminator_a"]) and not any(changed["discriminator_b"])
+    logs = {k: float(v) for k, v in logs.items()}
+    rate = 0.01  # starting_rate during the curriculum
+    expected = sum((0.1 * logs[f"gan_{t}"] + 0.9 * logs[f"fm_{t}"]) * (1 - rate) + rate * logs[f"recon_{s}"]
+                   for t, s in (("b", "a"), ("a", "b")))
+    assert logs["g_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_paper_loss_and_single_direction_archs():
+    model = _tiny(loss="paper")
+    logs = {k: float(v) for k, v in model.generator_step(
+        _images((4, 64, 64, 3), 0), _images((4, 64, 64, 3), 1), tf.constant(1, "int64")).items()}
+    assert logs["g_loss"] == pytest.approx(logs["gan_a"] + logs["gan_b"] + logs["recon_a"] + logs["recon_b"], 1e-5)
+    assert "rate" not in logs
+    gan = _tiny("discogan_gan")
+    before = _snapshot(gan)
+    gan.generator_step(_images((4, 64, 64, 3), 0), _images((4, 64, 64, 3), 1), tf.constant(1, "int64"))
+    gan.discriminator_step(_images((4, 64, 64, 3), 0), _images((4, 64, 64, 3), 1), tf.constant(0, "int64"))
+    changed = _changed(before, gan)
+    assert all(changed["generator_b"]) and all(changed["discriminator_b"])
+    assert not any(changed["generator_a"]) and not any(changed["discriminator_a"])  # A -> B only
+    recon = _tiny("discogan_recongan")
+    assert [n.name for n in recon.generator_nets] == ["generator_a", "generator_b"]
+    assert [n.name for n in recon.discriminator_nets] == ["discriminator_b"]
+
+
+def test_rate_curriculum():
+    model = zoo.create_model("discogan", gan_curriculum=6, **TINY)
+    assert [round(float(model.rate(tf.constant(i, "int64"))), 4) for i in (0, 5, 6, 100)] == [0.01, 0.01, 0.5, 0.5]
+
+
+def test_train_step_checks_image_shapes():
+    model = _tiny()
+    with pytest.raises(ZooError, match=r"\[\.\.\., 64, 64, 3\].*image_size=32"):
+        model.train_step({"a": _images((3, 2, 32, 32, 3), 0), "b": _images((3, 2, 32, 32, 3), 1)})
+    with pytest.raises(ZooError, match="update_interval=3"):
+        model.train_step({"a": _images((2, 64, 64, 3), 0), "b": _images((2, 64, 64, 3), 1)})
+
+
+@pytest.mark.distributed
+def test_two_replicas_equal_one_device(mirrored):
+    """One train step (a D iteration then a G iteration) on 2 replicas equals one on one device."""
+    a, b = _images((2, 4, 64, 64, 3), 0), _images((2, 4, 64, 64, 3), 1)
+
+    single = _tiny(update_interval=2)
+    single_logs = tf.function(single.train_step)({"a": a, "b": b})
+
+    with mirrored.scope():
+        replicated = _tiny(update_interval=2)
+    data = mirrored.experimental_distribute_values_from_function(
+        lambda ctx: {"a": a[:, 2 * ctx.replica_id_in_sync_group:][:, :2],
+                     "b": b[:, 2 * ctx.replica_id_in_sync_group:][:, :2]})
+    logs = tf.function(lambda d: mirrored.run(replicated.train_step, args=(d,)))(data)
+    for key, value in single_logs.items():
+        for replica_value in mirrored.experimental_local_results(logs[key]):
+            np.testing.assert_allclose(replica_value, value, rtol=1e-4, atol=1e-6, err_msg=key)
+    for x, y in zip(single.weights, replicated.weights):  # atol: a tenth of one Adam step (lr 2e-4)
+        np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-4, atol=2e-5, err_msg=x.path)
+    assert int(replicated.iteration.numpy()) == 2
+
+
+def test_config_round_trip():
+    model = zoo.create_model("discogan_recongan", loss="paper", **TINY)
+    clone = DiscoGAN.from_config(model.get_config())
+    assert clone.arch == "recongan" and clone.loss_mode == "paper" and clone.generator_a.filters == 4
+    assert _count(clone.weights) == _count(model.weights)
