@@ -56,10 +56,9 @@ def main(argv):
     from zoo import create_model
     from zoo.data import images
     from zoo.errors import ZooError
+    from gan_common import train_and_export
     from zoo.training import precision, strategy as strategies
-    from zoo.training.export import export_saved_model
     from zoo.training.schedules import LinearWarmupDecay
-    from zoo.training.trainer import Trainer
 
     if not FLAGS.model.startswith("cyclegan"):
         raise ZooError(f"--model={FLAGS.model!r} is not a CycleGAN; choose cyclegan or cyclegan_6blocks")
@@ -103,25 +102,7 @@ def main(argv):
         "pool_size", "epochs_constant", "epochs_decay", "style_a", "style_b", "global_batch_size",
         "learning_rate", "mixed_precision", "seed")}
     config["steps_per_epoch"] = steps_per_epoch
-    trainer = Trainer(
-        model, strategy=strategy, model_dir=FLAGS.model_dir, dataset_fn=dataset_fn,
-        global_batch_size=FLAGS.global_batch_size, train_steps=FLAGS.train_steps,
-        checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every, jit_compile=FLAGS.jit_compile,
-        config=config, hooks=[images.sample_sheet_hook(
-            model.translate, sample_a, sample_b, os.path.join(FLAGS.model_dir, "samples"), FLAGS.sample_every,
-            FLAGS.train_steps, lambda: trainer.summary_writer)])
-    logs = trainer.train()
-    if chief and logs:
-        print(f"step {FLAGS.train_steps}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(logs.items())), flush=True)
-    if FLAGS.export_dir:
-        for direction, generator in model.generators.items():
-            endpoints = images.translation_endpoints(
-                lambda x, d=direction: model.translate_direction(x, d), FLAGS.image_size)
-            path = export_saved_model(os.path.join(FLAGS.export_dir, direction), generator, endpoints,
-                                      strategy=strategy)
-            if chief:
-                print(f"exported {path}", flush=True)
-
+    train_and_export(model, strategy, FLAGS, dataset_fn, config, sample_a, sample_b)
 
 if __name__ == "__main__":
     zoo_flags.run(main)
