@@ -2,39 +2,22 @@
 
 import csv
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.util import event_pb2
 
 import zoo
+from tests.recipe_run import files, run_recipe, summary_tags
 from tests.tf_only import run_tf_only
 from zoo.data import digits
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TINY = ["--num_tasks=2", "--generator_steps=4", "--train_steps=4", "--critic_steps=1", "--global_batch_size=8",
         "--log_every=2", "--sample_every=2", "--checkpoint_every=2"]
 
 
 def _run(*args, env=None, timeout=300):
-    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-    return subprocess.run([sys.executable, os.path.join("recipes", "dgr_continual.py"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def _files(path):
-    return sorted(os.listdir(path)) if os.path.isdir(path) else []
-
-
-def _summary_tags(log_dir):
-    tags = set()
-    for name in _files(log_dir):
-        for record in tf.data.TFRecordDataset(os.path.join(log_dir, name)):
-            tags.update(v.tag for v in event_pb2.Event.FromString(record.numpy()).summary.value)
-    return tags
+    return run_recipe("dgr_continual.py", *args, env=env, timeout=timeout)
 
 
 @pytest.mark.slow
@@ -48,13 +31,13 @@ def test_recipe_compares_methods_exports_and_resumes(tmp_path):
     assert [(r["method"], r["after_task"]) for r in rows] == [
         (m, k) for m in ("generative", "exact", "none") for k in ("1", "2")]
     assert "Test accuracy on every task after each task" in first.stdout
-    assert _files(model_dir) == ["accuracy.csv", "accuracy.png", "exact", "generative", "none", "samples"]
-    assert _files(os.path.join(model_dir, "generative", "task_2")) == ["generator", "solver"]
-    assert _files(os.path.join(model_dir, "none", "task_1")) == ["solver"]  # baselines need no generator
-    assert "config.json" in _files(os.path.join(model_dir, "exact", "task_2", "solver"))
-    assert "task_2_step_000004.png" in _files(os.path.join(model_dir, "samples"))
-    assert "samples" in _summary_tags(os.path.join(model_dir, "generative", "task_1", "generator", "train"))
-    assert _files(export_dir) == ["generator", "solver"]
+    assert files(model_dir) == ["accuracy.csv", "accuracy.png", "exact", "generative", "none", "samples"]
+    assert files(os.path.join(model_dir, "generative", "task_2")) == ["generator", "solver"]
+    assert files(os.path.join(model_dir, "none", "task_1")) == ["solver"]  # baselines need no generator
+    assert "config.json" in files(os.path.join(model_dir, "exact", "task_2", "solver"))
+    assert "task_2_step_000004.png" in files(os.path.join(model_dir, "samples"))
+    assert "samples" in summary_tags(os.path.join(model_dir, "generative", "task_1", "generator", "train"))
+    assert files(export_dir) == ["generator", "solver"]
 
     # The exported final solver, served without Keras, equals the Keras solver restored from its checkpoint.
     scholar = zoo.create_model("dgr", preset="digits", with_generator=False)
@@ -81,7 +64,7 @@ def test_recipe_compares_methods_exports_and_resumes(tmp_path):
     assert again.stdout.count("is already at step 4") == 8  # 2 tasks × (generator, solver, exact, none)
     with open(os.path.join(model_dir, "accuracy.csv")) as f:
         assert list(csv.DictReader(f)) == rows
-    assert _files(os.path.join(export_dir, "solver")) == ["1", "2"]
+    assert files(os.path.join(export_dir, "solver")) == ["1", "2"]
 
 
 @pytest.mark.slow
@@ -90,7 +73,7 @@ def test_recipe_runs_on_two_replicas(tmp_path):
     result = _run(*TINY, "--strategy=mirrored", "--methods=generative", "--export_dir=",
                   f"--model_dir={tmp_path}", env={"ZOO_CPU_REPLICAS": "2"})
     assert result.returncode == 0, result.stderr[-3000:]
-    assert _files(tmp_path / "generative") == ["task_1", "task_2"] and "accuracy.csv" in _files(tmp_path)
+    assert files(tmp_path / "generative") == ["task_1", "task_2"] and "accuracy.csv" in files(tmp_path)
 
 
 @pytest.mark.slow
