@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from tests.models.gan.gan_helpers import adam, changed_weights, images, snapshot
 from zoo.errors import ZooError
 from zoo.layers.normalization import InstanceNormalization
 from zoo.models.gan import CycleGAN, PatchGANDiscriminator, ResnetGenerator
@@ -15,30 +16,12 @@ def _count(model):
     return sum(int(np.prod(v.shape)) for v in model.weights)
 
 
-def _images(shape, seed):
-    return tf.constant(np.random.default_rng(seed).uniform(0, 1, shape).astype("float32"))
-
-
-def _adam():
-    return keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999, epsilon=1e-8)
-
-
 def _tiny(**overrides):
     keras.utils.set_random_seed(0)
     model = zoo.create_model("cyclegan", **{**TINY, **overrides})
-    model.compile(generator_optimizer=_adam(), discriminator_optimizer=_adam())
+    model.compile(generator_optimizer=adam(), discriminator_optimizer=adam())
     model.build_optimizer_state()
     return model
-
-
-def _snapshot(model):
-    return {net: [v.numpy().copy() for v in getattr(model, net).trainable_variables]
-            for net in ("generator_a", "generator_b", "discriminator_a", "discriminator_b")}
-
-
-def _changed(before, model):
-    return {net: [not np.array_equal(b, v.numpy()) for b, v in zip(values, getattr(model, net).trainable_variables)]
-            for net, values in before.items()}
 
 
 def test_official_parameter_counts_and_patch_map():
@@ -114,10 +97,10 @@ def test_instance_norm():
 
 def test_discriminator_step_changes_only_discriminators():
     model = _tiny()
-    before = _snapshot(model)
-    a, b = _images((2, 24, 24, 3), 0) * 2 - 1, _images((2, 24, 24, 3), 1) * 2 - 1
+    before = snapshot(model)
+    a, b = images((2, 24, 24, 3), 0) * 2 - 1, images((2, 24, 24, 3), 1) * 2 - 1
     model.discriminator_step(a, b, tf.tanh(b), tf.tanh(a))
-    changed = _changed(before, model)
+    changed = changed_weights(before, model)
     assert all(changed["discriminator_a"]) and all(changed["discriminator_b"])
     assert not any(changed["generator_a"]) and not any(changed["generator_b"])
     assert int(model.fake_a_pool.count) == 2 and int(model.fake_b_pool.count) == 2
@@ -125,10 +108,10 @@ def test_discriminator_step_changes_only_discriminators():
 
 def test_generator_step_changes_only_generators_and_loss_weights():
     model = _tiny()
-    before = _snapshot(model)
-    a, b = _images((2, 24, 24, 3), 0) * 2 - 1, _images((2, 24, 24, 3), 1) * 2 - 1
+    before = snapshot(model)
+    a, b = images((2, 24, 24, 3), 0) * 2 - 1, images((2, 24, 24, 3), 1) * 2 - 1
     logs, fake_a, fake_b = model.generator_step(a, b)
-    changed = _changed(before, model)
+    changed = changed_weights(before, model)
     assert all(changed["generator_a"]) and all(changed["generator_b"])
     assert not any(changed["discriminator_a"]) and not any(changed["discriminator_b"])
     logs = {k: float(v) for k, v in logs.items()}
@@ -149,13 +132,13 @@ def test_bad_inputs():
     with pytest.raises(ZooError, match="too small for a 3-layer PatchGAN; use at least 24"):
         zoo.create_model("cyclegan", image_size=20)
     with pytest.raises(ZooError, match=r"\[batch, 24, 24, 3\].*image_size=32"):
-        model.train_step({"a": _images((2, 32, 32, 3), 0), "b": _images((2, 32, 32, 3), 1)})
+        model.train_step({"a": images((2, 32, 32, 3), 0), "b": images((2, 32, 32, 3), 1)})
 
 
 @pytest.mark.distributed
 def test_two_replicas_equal_one_device(mirrored):
     """Two train steps (G then D through the global pool) on 2 replicas equal two on one device."""
-    batches = [{"a": _images((4, 24, 24, 3), 2 * k), "b": _images((4, 24, 24, 3), 2 * k + 1)} for k in range(2)]
+    batches = [{"a": images((4, 24, 24, 3), 2 * k), "b": images((4, 24, 24, 3), 2 * k + 1)} for k in range(2)]
 
     single = _tiny()
     step = tf.function(single.train_step)

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from tests.models.gan.gan_helpers import adam, changed_weights, images, snapshot
 from zoo.errors import ZooError
 from zoo.models.gan import DiscoGAN, DiscoGANDiscriminator, DiscoGANGenerator
 
@@ -14,30 +15,12 @@ def _count(variables):
     return sum(int(np.prod(v.shape)) for v in variables)
 
 
-def _images(shape, seed):
-    return tf.constant(np.random.default_rng(seed).uniform(0, 1, shape).astype("float32"))
-
-
-def _adam():
-    return keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999, epsilon=1e-8)
-
-
 def _tiny(name="discogan", **overrides):
     keras.utils.set_random_seed(0)
     model = zoo.create_model(name, **TINY, **overrides)
-    model.compile(generator_optimizer=_adam(), discriminator_optimizer=_adam())
+    model.compile(generator_optimizer=adam(), discriminator_optimizer=adam())
     model.build_optimizer_state()
     return model
-
-
-def _snapshot(model):
-    return {net: [v.numpy().copy() for v in getattr(model, net).trainable_variables]
-            for net in ("generator_a", "generator_b", "discriminator_a", "discriminator_b")}
-
-
-def _changed(before, model):
-    return {net: [not np.array_equal(b, v.numpy()) for b, v in zip(values, getattr(model, net).trainable_variables)]
-            for net, values in before.items()}
 
 
 def test_official_parameter_counts():
@@ -70,15 +53,15 @@ def test_presets_and_bad_options():
     with pytest.raises(ZooError, match="no option"):
         zoo.create_model("discogan", blocks=3)
     with pytest.raises(ZooError, match="compile"):
-        zoo.create_model("discogan", **TINY).train_step({"a": _images((3, 2, 64, 64, 3), 0),
-                                                         "b": _images((3, 2, 64, 64, 3), 1)})
+        zoo.create_model("discogan", **TINY).train_step({"a": images((3, 2, 64, 64, 3), 0),
+                                                         "b": images((3, 2, 64, 64, 3), 1)})
 
 
 def test_discriminator_step_changes_only_discriminators():
     model = _tiny()
-    before = _snapshot(model)
-    logs = model.discriminator_step(_images((4, 64, 64, 3), 0), _images((4, 64, 64, 3), 1), tf.constant(0, "int64"))
-    changed = _changed(before, model)
+    before = snapshot(model)
+    logs = model.discriminator_step(images((4, 64, 64, 3), 0), images((4, 64, 64, 3), 1), tf.constant(0, "int64"))
+    changed = changed_weights(before, model)
     assert all(changed["discriminator_a"]) and all(changed["discriminator_b"])
     assert not any(changed["generator_a"]) and not any(changed["generator_b"])
     assert set(logs) == {"d_loss_a", "d_loss_b"}
@@ -86,9 +69,9 @@ def test_discriminator_step_changes_only_discriminators():
 
 def test_generator_step_changes_only_generators_and_code_loss():
     model = _tiny()
-    before = _snapshot(model)
-    logs = model.generator_step(_images((4, 64, 64, 3), 0), _images((4, 64, 64, 3), 1), tf.constant(1, "int64"))
-    changed = _changed(before, model)
+    before = snapshot(model)
+    logs = model.generator_step(images((4, 64, 64, 3), 0), images((4, 64, 64, 3), 1), tf.constant(1, "int64"))
+    changed = changed_weights(before, model)
     assert all(changed["generator_a"]) and all(changed["generator_b"])
     assert not any(changed["discriminator_a"]) and not any(changed["discriminator_b"])
     logs = {k: float(v) for k, v in logs.items()}
@@ -101,14 +84,14 @@ def test_generator_step_changes_only_generators_and_code_loss():
 def test_paper_loss_and_single_direction_archs():
     model = _tiny(loss="paper")
     logs = {k: float(v) for k, v in model.generator_step(
-        _images((4, 64, 64, 3), 0), _images((4, 64, 64, 3), 1), tf.constant(1, "int64")).items()}
+        images((4, 64, 64, 3), 0), images((4, 64, 64, 3), 1), tf.constant(1, "int64")).items()}
     assert logs["g_loss"] == pytest.approx(logs["gan_a"] + logs["gan_b"] + logs["recon_a"] + logs["recon_b"], 1e-5)
     assert "rate" not in logs
     gan = _tiny("discogan_gan")
-    before = _snapshot(gan)
-    gan.generator_step(_images((4, 64, 64, 3), 0), _images((4, 64, 64, 3), 1), tf.constant(1, "int64"))
-    gan.discriminator_step(_images((4, 64, 64, 3), 0), _images((4, 64, 64, 3), 1), tf.constant(0, "int64"))
-    changed = _changed(before, gan)
+    before = snapshot(gan)
+    gan.generator_step(images((4, 64, 64, 3), 0), images((4, 64, 64, 3), 1), tf.constant(1, "int64"))
+    gan.discriminator_step(images((4, 64, 64, 3), 0), images((4, 64, 64, 3), 1), tf.constant(0, "int64"))
+    changed = changed_weights(before, gan)
     assert all(changed["generator_b"]) and all(changed["discriminator_b"])
     assert not any(changed["generator_a"]) and not any(changed["discriminator_a"])  # A -> B only
     recon = _tiny("discogan_recongan")
@@ -124,15 +107,15 @@ def test_rate_curriculum():
 def test_train_step_checks_image_shapes():
     model = _tiny()
     with pytest.raises(ZooError, match=r"\[\.\.\., 64, 64, 3\].*image_size=32"):
-        model.train_step({"a": _images((3, 2, 32, 32, 3), 0), "b": _images((3, 2, 32, 32, 3), 1)})
+        model.train_step({"a": images((3, 2, 32, 32, 3), 0), "b": images((3, 2, 32, 32, 3), 1)})
     with pytest.raises(ZooError, match="update_interval=3"):
-        model.train_step({"a": _images((2, 64, 64, 3), 0), "b": _images((2, 64, 64, 3), 1)})
+        model.train_step({"a": images((2, 64, 64, 3), 0), "b": images((2, 64, 64, 3), 1)})
 
 
 @pytest.mark.distributed
 def test_two_replicas_equal_one_device(mirrored):
     """One train step (a D iteration then a G iteration) on 2 replicas equals one on one device."""
-    a, b = _images((2, 4, 64, 64, 3), 0), _images((2, 4, 64, 64, 3), 1)
+    a, b = images((2, 4, 64, 64, 3), 0), images((2, 4, 64, 64, 3), 1)
 
     single = _tiny(update_interval=2)
     single_logs = tf.function(single.train_step)({"a": a, "b": b})
