@@ -9,6 +9,18 @@ strategy they reduce to plain sums and means.
 import tensorflow as tf
 
 
+def num_replicas():
+    """Replicas in sync in the current replica context (1 outside one)."""
+    ctx = tf.distribute.get_replica_context()
+    return 1 if ctx is None else ctx.num_replicas_in_sync
+
+
+def replica_id():
+    """This replica's index in its sync group (0 outside a replica context)."""
+    ctx = tf.distribute.get_replica_context()
+    return 0 if ctx is None else ctx.replica_id_in_sync_group
+
+
 def cross_replica_sum(x):
     """Sum of `x` over all replicas (identity outside a replica context or with one replica)."""
     ctx = tf.distribute.get_replica_context()
@@ -59,3 +71,34 @@ def finite_or_nan(grads):
     local = tf.add_n([tf.reduce_sum(tf.cast(~tf.math.is_finite(g), tf.float32)) for g in grads])
     bad = cross_replica_sum(local) > 0
     return [tf.where(bad, tf.cast(float("nan"), g.dtype), g) for g in grads]
+
+
+# === The global step a train step runs at ===
+
+_TRAINER_STEP = []  # the driving Trainer's step variable while it traces or runs its steps
+
+
+class driving_step:
+    """Context manager used by `zoo.training.Trainer`: inside it, `global_step` reads `variable`."""
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def __enter__(self):
+        _TRAINER_STEP.append(self.variable)
+        return self.variable
+
+    def __exit__(self, *exc):
+        _TRAINER_STEP.pop()
+
+
+def global_step(model):
+    """The global step a `train_step` is running: the number of steps completed before it (int64 scalar).
+
+    The one way a model reads the step (curricula, ScheduledDropPath, rate schedules). Under
+    `zoo.training.Trainer` it is the trainer's step, the same on every replica and restored on resume;
+    elsewhere (`fit`, or calling `train_step` yourself) it is `model.optimizer.iterations`.
+    """
+    if _TRAINER_STEP:
+        return tf.convert_to_tensor(_TRAINER_STEP[-1], tf.int64)
+    return tf.cast(tf.convert_to_tensor(model.optimizer.iterations), tf.int64)
