@@ -7,7 +7,6 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -21,6 +20,7 @@ from zoo.training.trainer import Trainer  # noqa: E402
 TINY = dict(vocabulary_size=40, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16, dropout=0.0,
             max_sequence_length=16)
 GLOBAL_BATCH = 8
+EVAL_KEYS = ("mlm_accuracy", "nsp_accuracy", "mlm_loss", "nsp_loss")
 
 
 def examples(n=64, seq=12, predictions=3, seed=0):
@@ -42,15 +42,21 @@ def main(strategy_name, model_dir, out):
         ds = ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
         return ds.batch(ctx.get_per_replica_batch_size(GLOBAL_BATCH), drop_remainder=True)
 
+    held_out = examples(n=21, seed=1)
+
+    def eval_dataset_fn(ctx):  # 21 examples in batches of 4: workers get unequal rows and batch counts
+        ds = tf.data.Dataset.from_tensor_slices(held_out)
+        return ds.shard(ctx.num_input_pipelines, ctx.input_pipeline_id).batch(4)
+
     keras.utils.set_random_seed(7)
     with strategy.scope():
         model = BertPretrainer(zoo.create_model("bert_tiny", **TINY))
         model.compile(optimizer=keras.optimizers.AdamW(1e-2, weight_decay=0.01))
     logs = Trainer(model, strategy=strategy, model_dir=model_dir, dataset_fn=dataset_fn,
                    global_batch_size=GLOBAL_BATCH, train_steps=4, checkpoint_every=2, log_every=2,
-                   verbose=False).train()
+                   steps_per_loop=2, eval_dataset_fn=eval_dataset_fn, verbose=False).train()
     np.savez(out, replicas=strategy.num_replicas_in_sync, chief=is_chief(strategy), loss=logs["loss"],
-             *model.get_weights())
+             eval=np.array([logs[f"eval/{k}"] for k in EVAL_KEYS]), *model.get_weights())
 
 
 if __name__ == "__main__":

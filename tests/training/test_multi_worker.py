@@ -30,7 +30,8 @@ def _weights(path):
 @pytest.mark.distributed
 def test_two_workers_train_like_one_process(tmp_path):
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    root = os.path.dirname(os.path.dirname(os.path.dirname(WORKER)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": root}
     procs = []
     for i in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
@@ -49,6 +50,9 @@ def test_two_workers_train_like_one_process(tmp_path):
     one, weights_one = _weights(tmp_path / "one.npz")
     assert int(w0["replicas"]) == int(w1["replicas"]) == 2
     assert bool(w0["chief"]) and not bool(w1["chief"])
+    # Evaluation runs on both workers and reports the exact global means of one process.
+    np.testing.assert_array_equal(w0["eval"], w1["eval"])
+    np.testing.assert_allclose(w0["eval"], one["eval"], rtol=1e-5)
     for a, b, c in zip(weights0, weights1, weights_one):
         np.testing.assert_array_equal(a, b)  # replicas stay identical
         np.testing.assert_allclose(a, c, atol=1e-5, rtol=1e-5)  # and equal one process at the same global batch

@@ -5,7 +5,15 @@ Keras' `fit` is broken under MultiWorkerMirroredStrategy in Keras 3, so recipes 
 
 - `model.train_step(batch)` returns a dict of scalar logs that are already global (see `zoo.ops`);
 - `model.build_optimizer_state()`, if defined, creates every optimizer's variables (else `model.optimizer`
-  is built over `model.trainable_variables`), so checkpoints restore into existing slots.
+  is built over `model.trainable_variables`), so checkpoints restore into existing slots;
+- `model.test_step(batch)` updates the model's Keras metrics (Keras' own `test_step` does, for a compiled
+  loss and metrics). Evaluation reports `metric.result()` of every metric in `model.metrics`, read across
+  all replicas and workers: Keras metric state is summed on read, so a `keras.metrics.Mean` updated with
+  `sample_weight` gives the exact global weighted mean, however batches fall on replicas;
+- the step: a model reads the global step with `zoo.ops.global_step(model)` (this trainer's step variable,
+  the number of steps completed before the running one, restored on resume);
+- carried state: variables made with `zoo.layers.carried_state.carried_state` stay per replica, are
+  checkpointed per replica and restored exactly (see `zoo.training.carried_state`).
 
 Example:
 
@@ -13,8 +21,10 @@ Example:
     with strategy.scope():
         model = make_model()
         model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    Trainer(model, strategy=strategy, model_dir="/tmp/run", dataset_fn=dataset_fn,
-            global_batch_size=64, train_steps=1000).train()
+    logs = Trainer(model, strategy=strategy, model_dir="/tmp/run", dataset_fn=dataset_fn,
+                   global_batch_size=64, train_steps=1000, steps_per_loop=10,
+                   eval_dataset_fn=eval_dataset_fn, eval_every=500).train()
+    logs["loss"], logs["eval/accuracy"]
 """
 
 import json
@@ -27,13 +37,16 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.errors import ZooError
+from zoo.ops import driving_step
+from zoo.training.carried_state import CarriedState
 from zoo.training.strategy import is_chief
 
 CONFIG_FILE = "config.json"
 
 
 class Trainer:
-    """Runs `train_steps` global steps of `model.train_step`, checkpointing and resuming in `model_dir`.
+    """Runs `train_steps` global steps of `model.train_step`, checkpointing and resuming in `model_dir`,
+    and evaluates with `model.test_step`.
 
     Args:
         model: a compiled `keras.Model`, created inside `strategy.scope()`.
@@ -47,8 +60,16 @@ class Trainer:
         log_every: steps between progress-bar, TensorBoard and hook updates; logged values are means over
             the interval.
         jit_compile: compile the per-replica step with XLA.
+        steps_per_loop: train steps per host call, run in one `tf.function` loop (as Orbit's and Keras'
+            `steps_per_execution`); a loop also ends at every checkpoint, log and evaluation step, so those
+            keep their own intervals.
+        eval_dataset_fn: `fn(input_context) -> tf.data.Dataset` of per-replica evaluation batches, finite
+            (or repeating, with `eval_steps`); `None`: no evaluation.
+        eval_every: steps between evaluations; `None` or 0: at the end only. There is always one at the end.
+        eval_steps: batches per evaluation (per input pipeline); `None` or 0: the whole evaluation dataset.
         config: JSON-able description of the run that must match to resume (model, data, vocabulary).
-        hooks: callables `hook(step, logs)` called on the chief every `log_every` steps and at the end.
+        hooks: callables `hook(step, logs)` called on the chief every `log_every` steps and at the end,
+            and after each evaluation with its results under `eval/<name>` keys.
         verbose: show the Keras progress bar.
     """
 
@@ -68,6 +89,10 @@ class Trainer:
         hooks=(),
         max_to_keep=3,
         verbose=True,
+        steps_per_loop=1,
+        eval_dataset_fn=None,
+        eval_every=None,
+        eval_steps=None,
     ):
         replicas = strategy.num_replicas_in_sync
         if global_batch_size < 1 or global_batch_size % replicas:
@@ -76,9 +101,12 @@ class Trainer:
                 f"({replicas}); use e.g. --global_batch_size={max(1, global_batch_size // replicas) * replicas}"
             )
         for name, value in (("train_steps", train_steps), ("checkpoint_every", checkpoint_every),
-                            ("log_every", log_every)):
+                            ("log_every", log_every), ("steps_per_loop", steps_per_loop)):
             if value < 1:
                 raise ZooError(f"--{name} must be at least 1, got {value}")
+        for name, value in (("eval_every", eval_every), ("eval_steps", eval_steps)):
+            if value is not None and value < 0:
+                raise ZooError(f"--{name} must be 0 (off) or positive, got {value}")
         if not model_dir:
             raise ZooError("--model_dir is required: checkpoints and logs are written there")
         if jit_compile and replicas > 1 and not tf.config.list_logical_devices("GPU") and \
@@ -98,9 +126,16 @@ class Trainer:
         self.hooks = list(hooks)
         self.max_to_keep = max_to_keep
         self.verbose = verbose
+        self.steps_per_loop = steps_per_loop
+        self.eval_dataset_fn = eval_dataset_fn
+        self.eval_every = eval_every or None
+        self.eval_steps = eval_steps or None
         self.is_chief = is_chief(strategy)
         self.summary_writer = None
+        self.eval_writer = None
+        self.carried_state = None
         self._progbar = None
+        self._eval_function = None
         with strategy.scope():
             self.step = tf.Variable(
                 0, dtype=tf.int64, trainable=False, name="global_step",
@@ -152,6 +187,7 @@ class Trainer:
         latest = tf.train.latest_checkpoint(self.model_dir)
         if latest is None:
             return
+        self.carried_state.check_layout(latest)
         try:
             checkpoint.restore(latest).assert_existing_objects_matched()
         except (ValueError, AssertionError, tf.errors.OpError) as e:
@@ -160,6 +196,7 @@ class Trainer:
                 "was it written with other flags (model config, --vocab_size/--vocab_file)? "
                 "Use a new --model_dir or the flags of that run"
             ) from None
+        self.carried_state.scatter()
 
     def _dataset(self, start_step):
         def fn(ctx):
@@ -179,8 +216,7 @@ class Trainer:
         # As Keras' own `fit`: the per-replica step is a tf.function of its own (XLA-compiled on request).
         step_fn = tf.function(step_fn, jit_compile=bool(self.jit_compile), reduce_retracing=True)
 
-        @tf.function
-        def train_function(iterator):
+        def one_step(iterator):
             for metric in model.metrics:  # Keras metrics then report this step alone, like custom logs
                 metric.reset_state()
             logs = strategy.run(step_fn, args=(next(iterator),))
@@ -188,58 +224,137 @@ class Trainer:
             self.step.assign_add(1)
             return logs
 
+        @tf.function
+        def train_function(iterator, num_steps):
+            """Runs `num_steps` (>= 1) steps; returns the sums of their logs."""
+            sums = one_step(iterator)
+            for _ in tf.range(num_steps - 1):
+                logs = one_step(iterator)
+                sums = {k: sums[k] + logs[k] for k in sums}
+            return sums
+
         return train_function
+
+    def _make_eval_function(self):
+        model, strategy = self.model, self.strategy
+        test_step = tf.function(model.test_step, reduce_retracing=True)
+
+        @tf.function
+        def eval_function(iterator, max_batches):
+            for metric in model.metrics:
+                metric.reset_state()
+            for _ in tf.range(max_batches):
+                batch = iterator.get_next_as_optional()  # agrees across replicas and workers on the end
+                if not batch.has_value():
+                    break
+                strategy.run(test_step, args=(batch.get_value(),))
+            results = {}
+            for metric in model.metrics:  # read in cross-replica context: summed over replicas and workers
+                value = metric.result()
+                results.update(value if isinstance(value, dict) else {metric.name: value})
+            return results
+
+        return eval_function
 
     # === Loop ===
 
     def train(self):
-        """Trains up to `train_steps`, resuming from `model_dir`; returns the means of the last log interval as floats."""
+        """Trains up to `train_steps`, resuming from `model_dir`, and evaluates at the end (and every
+        `eval_every` steps) when there is evaluation data. Returns the means of the last log interval as
+        floats, plus the last evaluation's results under `eval/<name>` keys."""
         self._check_config()
         probe = self.dataset_fn(tf.distribute.InputContext(1, 0, self.strategy.num_replicas_in_sync))
         self._build_state(probe.element_spec)
+        self.carried_state = CarriedState(self.model, self.strategy)
         # Dropout's random-number states are not tracked with the model; save them so resumes are exact.
         seeds = [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
-        checkpoint = tf.train.Checkpoint(model=self.model, step=self.step, seeds=seeds)
+        checkpoint = tf.train.Checkpoint(model=self.model, step=self.step, seeds=seeds,
+                                         **self.carried_state.checkpoint_items())
         self._restore(checkpoint)
         ckpt_dir = self.model_dir if self.is_chief else tempfile.mkdtemp(prefix="zoo-worker-ckpt-")
         manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=self.max_to_keep)
         start = int(self.step.numpy())
         if self.is_chief:
             self.summary_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
+            if self.eval_dataset_fn is not None:
+                self.eval_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "eval"))
             if start and self.verbose:
                 print(f"Resuming from step {start} in {self.model_dir}", flush=True)
         logs = {}
         try:
-            if start < self.train_steps:
-                logs = self._loop(start, manager)
-            elif self.verbose and self.is_chief:
-                print(f"{self.model_dir} is already at step {start} >= --train_steps={self.train_steps}")
+            with driving_step(self.step):
+                if start < self.train_steps:
+                    logs = self._loop(start, manager)
+                elif self.verbose and self.is_chief:
+                    print(f"{self.model_dir} is already at step {start} >= --train_steps={self.train_steps}")
+                if self.eval_dataset_fn is not None:
+                    logs.update({f"eval/{k}": v for k, v in self._evaluate_and_report().items()})
         finally:
-            if self.summary_writer is not None:
-                self.summary_writer.flush()
+            for writer in (self.summary_writer, self.eval_writer):
+                if writer is not None:
+                    writer.flush()
             if not self.is_chief:
                 shutil.rmtree(ckpt_dir, ignore_errors=True)
         return logs
+
+    def evaluate(self):
+        """Runs `model.test_step` over the evaluation data on every replica (every worker must call it);
+        returns `{metric name: global value}` as floats. Carried state starts from zero and is put back."""
+        if self.eval_dataset_fn is None:
+            raise ZooError("this Trainer has no evaluation data (eval_dataset_fn)")
+        if self._eval_function is None:
+            self._eval_function = self._make_eval_function()
+        carried = self.carried_state or CarriedState(self.model, self.strategy)
+        carried.gather()
+        carried.reset()
+        iterator = iter(self.strategy.distribute_datasets_from_function(self.eval_dataset_fn))
+        limit = self.eval_steps if self.eval_steps else np.iinfo(np.int32).max
+        results = self._eval_function(iterator, tf.constant(limit, tf.int32))
+        results = {k: float(np.asarray(v)) for k, v in results.items()}
+        carried.scatter()
+        for metric in self.model.metrics:  # training logs start clean
+            metric.reset_state()
+        return results
+
+    def _evaluate_and_report(self):
+        step = int(self.step.numpy())
+        results = self.evaluate()
+        if self.is_chief:
+            with self.eval_writer.as_default(step=step):
+                for k, v in results.items():
+                    tf.summary.scalar(k, v)
+            if self.verbose:
+                print(f"eval at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items())),
+                      flush=True)
+            for hook in self.hooks:
+                hook(step, {f"eval/{k}": v for k, v in results.items()})
+        return results
 
     def _loop(self, start, manager):
         iterator = iter(self._dataset(start))
         train_function = self._make_train_function()
         # Logged values are means over the log interval of the per-step logs, summed here as tensors
         # (no host sync per step).
-        logs, sums, count, step, values = {}, {}, 0, start, {}
+        sums, count, step, values = {}, 0, start, {}
+        intervals = [self.checkpoint_every, self.log_every] + ([self.eval_every] if self.eval_every else [])
         while step < self.train_steps:
-            logs = train_function(iterator)
+            # Run up to the next checkpoint, log or evaluation step, at most steps_per_loop steps.
+            stop = min([self.train_steps, step + self.steps_per_loop] + [(step // n + 1) * n for n in intervals])
+            logs = train_function(iterator, tf.constant(stop - step, tf.int32))
             sums = {k: sums[k] + v for k, v in logs.items()} if sums else dict(logs)
-            count += 1
-            step += 1
+            count += stop - step
+            step = stop
             last = step == self.train_steps
             if step % self.checkpoint_every == 0 or last:
+                self.carried_state.gather()
                 manager.save(checkpoint_number=step)
             if step % self.log_every == 0 or last:
                 values = {k: float(np.asarray(v / count)) for k, v in sums.items()}
                 self._log(step, values)
                 sums, count = {}, 0
-        return values
+            if self.eval_dataset_fn is not None and self.eval_every and step % self.eval_every == 0 and not last:
+                self._evaluate_and_report()
+        return dict(values)
 
     def _log(self, step, values):
         if not self.is_chief:

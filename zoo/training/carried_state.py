@@ -1,0 +1,94 @@
+"""The trainer's side of carried per-replica state (see `zoo.layers.carried_state`).
+
+Each replica keeps its own copy of a carried-state variable. A checkpoint of the model alone would save
+replica 0's copy only, so before every save the copies are gathered, in replica order, into one mirrored
+variable per state ("the global copy", [replicas · per-replica rows, ...]) that the checkpoint holds; after a
+restore each replica takes its own rows back. Replica order is the order of `replica_id_in_sync_group`,
+which is also the order in which `distribute_datasets_from_function` hands out per-replica batches, so
+the global copy lists the rows of the global batch in order.
+"""
+
+import tensorflow as tf
+
+from zoo.errors import ZooError
+from zoo.layers.carried_state import is_carried_state
+
+REPLICAS_KEY = "carried_state_replicas"
+
+
+class CarriedState:
+    """Gathers, scatters and resets a model's carried-state variables across replicas."""
+
+    def __init__(self, model, strategy):
+        self.strategy = strategy
+        self.variables = [v for v in model.variables if is_carried_state(v)]
+        replicas = strategy.num_replicas_in_sync
+        self.copies = []
+        with strategy.scope():
+            for v in self.variables:
+                if not v.shape:
+                    raise ZooError(f"carried state {v.path} must have a batch axis first (shape (batch, ...))")
+                self.copies.append(tf.Variable(
+                    tf.zeros((replicas * v.shape[0],) + tuple(v.shape[1:]), v.dtype), trainable=False,
+                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA, name=f"global_{v.name}"))
+            self.replicas = tf.Variable(replicas, dtype=tf.int64, trainable=False,
+                                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA, name=REPLICAS_KEY)
+        self._gather = self._scatter = self._reset = None
+
+    def __bool__(self):
+        return bool(self.variables)
+
+    def checkpoint_items(self):
+        """What a `tf.train.Checkpoint` must hold besides the model."""
+        return {"carried_state": self.copies, REPLICAS_KEY: self.replicas} if self else {}
+
+    def check_layout(self, checkpoint_path):
+        """Refuses a checkpoint whose carried state was saved on another replica count."""
+        if not self:
+            return
+        names = [name for name, _ in tf.train.list_variables(checkpoint_path) if name.startswith(REPLICAS_KEY)]
+        if not names:
+            return
+        saved = int(tf.train.load_variable(checkpoint_path, names[0]))
+        replicas = self.strategy.num_replicas_in_sync
+        if saved != replicas:
+            raise ZooError(
+                f"{checkpoint_path} carries per-replica state saved on {saved} replica(s), but this run has "
+                f"{replicas}; resume with the same --strategy and device count (the per-replica batch differs), "
+                "or start a new --model_dir")
+
+    def gather(self):
+        """Copies every replica's state into the global copies (all replicas and workers take part)."""
+        if self:
+            if self._gather is None:
+                self._gather = tf.function(lambda: self.strategy.run(self._gather_replica))
+            self._gather()
+
+    def scatter(self):
+        """Gives every replica its rows of the global copies."""
+        if self:
+            if self._scatter is None:
+                self._scatter = tf.function(lambda: self.strategy.run(self._scatter_replica))
+            self._scatter()
+
+    def reset(self):
+        """Sets every replica's state to zero."""
+        if self:
+            if self._reset is None:
+                self._reset = tf.function(lambda: self.strategy.run(self._reset_replica))
+            self._reset()
+
+    def _gather_replica(self):
+        ctx = tf.distribute.get_replica_context()
+        for v, copy in zip(self.variables, self.copies):
+            copy.assign(ctx.all_gather(tf.convert_to_tensor(v), axis=0))
+
+    def _scatter_replica(self):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        for v, copy in zip(self.variables, self.copies):
+            rows = v.shape[0]
+            v.assign(tf.convert_to_tensor(copy)[replica * rows:(replica + 1) * rows])
+
+    def _reset_replica(self):
+        for v in self.variables:
+            v.assign(tf.zeros(v.shape, v.dtype))
