@@ -48,7 +48,8 @@ def export_saved_model(export_dir, model, endpoints, assets=None, version=None, 
             shutil.rmtree(scratch, ignore_errors=True)
     if "serving_default" not in endpoints:
         raise ValueError("endpoints must include 'serving_default'")
-    tf.io.gfile.makedirs(export_dir)
+    _check_finite(model)
+    check_export_dir(export_dir)
     version = next_version(export_dir) if version is None else int(version)
     final = os.path.join(export_dir, str(version))
     if tf.io.gfile.exists(final):
@@ -86,6 +87,32 @@ def export_saved_model(export_dir, model, endpoints, assets=None, version=None, 
             if path and tf.io.gfile.exists(path):
                 tf.io.gfile.rmtree(path)
     return final
+
+
+def check_export_dir(export_dir):
+    """Creates `export_dir` or raises a one-line `ZooError` when it cannot hold exports (call it before a
+    long training run, so a blocked path is found before the work, not after)."""
+    if tf.io.gfile.exists(export_dir) and not tf.io.gfile.isdir(export_dir):
+        raise ZooError(f"--export_dir={export_dir} is a file, not a directory; choose another --export_dir")
+    try:
+        tf.io.gfile.makedirs(export_dir)
+        probe = os.path.join(export_dir, f".write-test-{uuid.uuid4().hex}")
+        with tf.io.gfile.GFile(probe, "w") as f:
+            f.write("")
+        tf.io.gfile.remove(probe)
+    except (tf.errors.OpError, OSError) as e:
+        message = getattr(e, "message", None) or str(e)
+        raise ZooError(f"--export_dir={export_dir} is not writable ({message.splitlines()[0][:200]}); choose "
+                       "another --export_dir") from None
+
+
+def _check_finite(model):
+    """Refuses to publish a model with NaN or infinite weights."""
+    bad = [v.path for layer in (model if isinstance(model, (list, tuple)) else [model]) for v in layer.weights
+           if "float" in str(v.dtype) and not bool(tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))))]
+    if bad:
+        raise ZooError(f"the model has non-finite weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); "
+                       "nothing was exported. Retrain from an earlier checkpoint with a lower --learning_rate")
 
 
 def next_version(export_dir):

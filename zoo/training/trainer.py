@@ -37,8 +37,10 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.errors import ZooError
+from zoo.layers.carried_state import is_carried_state
 from zoo.ops import driving_step
 from zoo.training.carried_state import CarriedState
+from zoo.training.checkpoints import checkpoint_files, lock_model_dir, restore_newest_intact
 from zoo.training.strategy import is_chief
 
 CONFIG_FILE = "config.json"
@@ -136,6 +138,7 @@ class Trainer:
         self.carried_state = None
         self._progbar = None
         self._eval_function = None
+        self._finite_function = None
         with strategy.scope():
             self.step = tf.Variable(
                 0, dtype=tf.int64, trainable=False, name="global_step",
@@ -145,13 +148,20 @@ class Trainer:
     # === Set-up ===
 
     def _check_config(self):
+        if self.is_chief:
+            lock_model_dir(self.model_dir)
         if self.config is None:
             return
         config = json.loads(json.dumps(self.config))
         path = os.path.join(self.model_dir, CONFIG_FILE)
         if tf.io.gfile.exists(path):
-            with tf.io.gfile.GFile(path) as f:
-                saved = json.load(f)
+            try:
+                with tf.io.gfile.GFile(path) as f:
+                    saved = json.load(f)
+                assert isinstance(saved, dict)
+            except (ValueError, AssertionError, UnicodeDecodeError):
+                raise ZooError(f"{path} is damaged (not a JSON object); restore it from a copy, or use a new "
+                               "--model_dir (the checkpoints beside it are left untouched)") from None
             diffs = [
                 f"{k}: {saved.get(k)!r} in the checkpoint, {config.get(k)!r} now"
                 for k in sorted(set(saved) | set(config))
@@ -162,7 +172,7 @@ class Trainer:
                     f"--model_dir={self.model_dir} holds a run with a different config ({'; '.join(diffs)}); "
                     "use a new --model_dir, or the flags of that run to resume it"
                 )
-        elif self.is_chief and tf.train.latest_checkpoint(self.model_dir) is None:
+        elif self.is_chief and not checkpoint_files(self.model_dir):
             tf.io.gfile.makedirs(self.model_dir)
             tmp = path + ".tmp"
             with tf.io.gfile.GFile(tmp, "w") as f:
@@ -184,19 +194,9 @@ class Trainer:
                 model.optimizer.build(model.trainable_variables)
 
     def _restore(self, checkpoint):
-        latest = tf.train.latest_checkpoint(self.model_dir)
-        if latest is None:
-            return
-        self.carried_state.check_layout(latest)
-        try:
-            checkpoint.restore(latest).assert_existing_objects_matched()
-        except (ValueError, AssertionError, tf.errors.OpError) as e:
-            raise ZooError(
-                f"the checkpoint {latest} does not fit this model ({str(e).splitlines()[0][:300]}); "
-                "was it written with other flags (model config, --vocab_size/--vocab_file)? "
-                "Use a new --model_dir or the flags of that run"
-            ) from None
-        self.carried_state.scatter()
+        if restore_newest_intact(checkpoint, self.model_dir, check=self.carried_state.check_layout,
+                                 rewrite_bookkeeping=self.is_chief):
+            self.carried_state.scatter()
 
     def _dataset(self, start_step):
         def fn(ctx):
@@ -345,6 +345,8 @@ class Trainer:
             count += stop - step
             step = stop
             last = step == self.train_steps
+            if step % self.checkpoint_every == 0 or step % self.log_every == 0 or last:
+                self._stop_if_diverged(sums, step, manager)
             if step % self.checkpoint_every == 0 or last:
                 self.carried_state.gather()
                 manager.save(checkpoint_number=step)
@@ -355,6 +357,38 @@ class Trainer:
             if self.eval_dataset_fn is not None and self.eval_every and step % self.eval_every == 0 and not last:
                 self._evaluate_and_report()
         return dict(values)
+
+    def _stop_if_diverged(self, sums, step, manager):
+        """Stops with one line when the logs since the last check or the weights are not finite; nothing
+        is saved after that, so the last finite checkpoint stays the latest and nothing is exported.
+        Under loss scaling, non-finite logs with finite weights are skipped steps, which are fine."""
+        bad = sorted(k for k, v in sums.items() if not np.all(np.isfinite(np.asarray(v, np.float64))))
+        weights_finite = self._weights_finite()
+        if weights_finite and (not bad or self._loss_scaled()):
+            return
+        what = " and ".join(filter(None, [", ".join(bad), "" if weights_finite else "weights"]))
+        latest = manager.latest_checkpoint
+        kept = f"{latest} stays the latest checkpoint" if latest else "no checkpoint was written"
+        raise ZooError(
+            f"training diverged by step {step}: non-finite {what}; {kept} and nothing was exported. Lower "
+            "--learning_rate (or check the data and --mixed_precision), then rerun to resume from there")
+
+    def _loss_scaled(self):
+        return isinstance(getattr(self.model, "optimizer", None), keras.optimizers.LossScaleOptimizer) or \
+            self.model.dtype_policy.name == "mixed_float16"
+
+    def _weights_finite(self):
+        if self._finite_function is None:
+            variables = [v for v in self.model.weights
+                         if "float" in str(v.dtype) and not is_carried_state(v)]
+
+            @tf.function
+            def finite():
+                flags = [tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))) for v in variables]
+                return tf.reduce_all(tf.stack(flags)) if flags else tf.constant(True)
+
+            self._finite_function = finite
+        return bool(self._finite_function())
 
     def _log(self, step, values):
         if not self.is_chief:

@@ -1,0 +1,132 @@
+"""Checkpoint safety for the trainer: the newest intact checkpoint, a lock on the model directory, and
+the refusal to start again from scratch over existing work.
+
+TensorFlow finds "the latest checkpoint" through the `checkpoint` bookkeeping file alone, so a deleted or
+damaged bookkeeping file used to look like an empty directory: the run started from step 0 and overwrote
+good checkpoints. Here the checkpoints are found from the `ckpt-N.index` files themselves, tried newest
+first, and a damaged one (truncated or garbage data, a missing or broken index) is skipped with a warning
+that names it. The bookkeeping file is then rewritten to list the intact checkpoints only.
+"""
+
+import fcntl
+import os
+import re
+import socket
+import sys
+
+import tensorflow as tf
+
+from zoo.errors import ZooError
+
+_CKPT = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
+_LOCKS = {}  # absolute model_dir -> open lock file, held until the process exits
+
+
+def checkpoint_files(model_dir):
+    """Names of the `ckpt-*` files in `model_dir` (none when it does not exist)."""
+    if not tf.io.gfile.isdir(model_dir):
+        return []
+    return sorted(n for n in tf.io.gfile.listdir(model_dir) if _CKPT.match(n))
+
+
+def checkpoint_numbers(model_dir):
+    """Step numbers of the checkpoints with an index file, newest first."""
+    numbers = {int(m.group(1)) for m in map(_CKPT.match, checkpoint_files(model_dir)) if m and m.group(2) == "index"}
+    return sorted(numbers, reverse=True)
+
+
+def restore_newest_intact(checkpoint, model_dir, check=None, rewrite_bookkeeping=True):
+    """Restores the newest checkpoint of `model_dir` that reads back whole; returns its path, or None when
+    the directory holds no checkpoint files at all.
+
+    `check(path)` runs before each attempt (it may raise `ZooError`). A checkpoint that does not fit the
+    model (other variables or shapes) stops with one line: an older one would not fit either. Damaged ones
+    are skipped with a warning; if checkpoint files exist but none is intact, it refuses with one line
+    rather than let the run start again from step 0 over them.
+    """
+    numbers = checkpoint_numbers(model_dir)
+    matches = [m for m in map(_CKPT.match, checkpoint_files(model_dir)) if m]
+    orphans = sorted({int(m.group(1)) for m in matches} - set(numbers), reverse=True)
+    skipped = [f"ckpt-{n} (no index file)" for n in orphans if not numbers or n > numbers[0]]
+    for number in numbers:
+        path = os.path.join(model_dir, f"ckpt-{number}")
+        try:
+            if check is not None:
+                check(path)
+            checkpoint.restore(path).assert_existing_objects_matched()
+        except ZooError:
+            raise
+        except (ValueError, AssertionError) as e:
+            raise ZooError(
+                f"the checkpoint {path} does not fit this model ({_first_line(e)}); was it written with other "
+                "flags (model config, --vocab_size/--vocab_file)? Use a new --model_dir or the flags of that run"
+            ) from None
+        except (IndexError, tf.errors.OpError) as e:  # truncated, garbage or partly missing files
+            skipped.append(f"ckpt-{number} ({_first_line(e)})")
+            continue
+        if skipped:
+            print(f"warning: skipped damaged checkpoint(s) {'; '.join(skipped)}; resuming from {path}",
+                  file=sys.stderr, flush=True)
+        if rewrite_bookkeeping:
+            _rewrite_bookkeeping(model_dir, number)
+        return path
+    files = checkpoint_files(model_dir)
+    if files:
+        reason = "; ".join(skipped) if skipped else f"no index file among {', '.join(files[:4])}"
+        raise ZooError(
+            f"--model_dir={model_dir} holds checkpoint files but none can be restored ({reason}); nothing was "
+            "changed. Move the damaged files away to start again, or use a new --model_dir")
+    return None
+
+
+def _rewrite_bookkeeping(model_dir, restored):
+    """Makes the `checkpoint` file list the intact checkpoints up to the restored one, newest last."""
+    kept = sorted(n for n in checkpoint_numbers(model_dir) if n <= restored)
+    paths = [os.path.join(model_dir, f"ckpt-{n}") for n in kept]
+    try:
+        state = tf.train.get_checkpoint_state(model_dir)
+    except Exception:  # a garbage bookkeeping file: rewritten below
+        state = None
+    if state is not None and state.model_checkpoint_path == paths[-1] and list(state.all_model_checkpoint_paths) == paths:
+        return
+    tf.compat.v1.train.update_checkpoint_state(model_dir, paths[-1], all_model_checkpoint_paths=paths)
+
+
+def lock_model_dir(model_dir):
+    """Takes an exclusive lock on `model_dir` for the rest of this process (idempotent).
+
+    A second process on the same directory is refused with one line naming the holder. The lock is an
+    advisory `flock` on `<model_dir>/.lock`, which the operating system drops when the holder exits, so a
+    crashed run leaves no stale lock. Directories on remote file systems (gs://, ...) are not locked.
+    """
+    if "://" in model_dir:
+        return
+    path = os.path.abspath(model_dir)
+    if path in _LOCKS:
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ZooError(f"--model_dir={model_dir} is a file, not a directory; choose another --model_dir")
+    try:
+        os.makedirs(path, exist_ok=True)
+        handle = open(os.path.join(path, ".lock"), "a+")
+    except OSError as e:
+        raise ZooError(f"--model_dir={model_dir} is not a writable directory ({e.strerror}); choose another "
+                       "--model_dir") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ZooError(f"--model_dir={model_dir} is in use by {holder}; wait for that run to end, or use "
+                       "another --model_dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {socket.gethostname()} ({' '.join(sys.argv)[:200]})\n")
+    handle.flush()
+    _LOCKS[path] = handle
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:300]
