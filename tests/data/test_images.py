@@ -1,5 +1,6 @@
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -131,6 +132,14 @@ def test_pix2pix_missing_folder_names_the_flag(tmp_path):
         images.load_domains("edges2handbags", "train", 64, data_dir=str(tmp_path))
 
 
+def test_pix2pix_damaged_image_is_named(pix2pix_dir):
+    bad = os.path.join(pix2pix_dir, "edges2shoes", "train", "2_AB.png")
+    with open(bad, "wb") as f:
+        f.write(b"not an image")
+    with pytest.raises(ZooError, match=r"2_AB.png is not a valid PNG image"):
+        images.load_domains("edges2shoes", "train", 8, data_dir=pix2pix_dir, training=False)
+
+
 # === Codec and sample sheets ===
 
 
@@ -157,3 +166,21 @@ def test_grid_and_atomic_png(tmp_path):
     path = images.write_png(str(tmp_path / "sheets" / "s.png"), sheet)
     assert os.listdir(tmp_path / "sheets") == ["s.png"]
     np.testing.assert_array_equal(tf.io.decode_png(tf.io.read_file(path)).numpy(), sheet)
+
+
+def test_served_translation_checks_its_inputs(tmp_path):
+    """Wrong sizes and empty batches get a message that says what was expected, in the SavedModel itself."""
+    from zoo.training.export import export_saved_model
+
+    layer = keras.layers.Rescaling(1.0)
+    layer.build((None, 8, 8, 3))
+    path = export_saved_model(str(tmp_path), layer, images.translation_endpoints(layer, 8))
+    served = tf.saved_model.load(path)
+    ok = served.signatures["serving_default"](images=tf.fill([2, 8, 8, 3], 0.5))["images"]
+    np.testing.assert_allclose(ok.numpy(), 0.5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"images must be \[batch, 8, 8, 3\] floats"):
+        served.signatures["serving_default"](images=tf.zeros([1, 9, 8, 3]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="images: send at least one image"):
+        served.signatures["serving_default"](images=tf.zeros([0, 8, 8, 3]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image_bytes: send at least one image"):
+        served.signatures["translate_bytes"](image_bytes=tf.zeros([0], tf.string))

@@ -47,6 +47,24 @@ def decode_image_batch(encoded, height, width, channels=3):
     return tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32))
 
 
+def _assert_non_empty(batch, name):
+    return tf.debugging.assert_positive(tf.shape(batch)[0], message=f"{name}: send at least one image")
+
+
+def check_image_batch(images, image_size, channels=3):
+    """`images` after an in-graph check that it is a non-empty [batch, S, S, channels] batch (TF ops only:
+    the message reaches TF Serving's client instead of a convolution or padding error)."""
+    images = tf.convert_to_tensor(images)
+    shape = tf.shape(images)
+    ok = tf.reduce_all(tf.equal(shape[1:], [image_size, image_size, channels]))
+    checks = [_assert_non_empty(images, "images"),
+              tf.debugging.assert_equal(ok, True, message=f"images must be [batch, {image_size}, {image_size}, "
+                                        f"{channels}] floats in [0, 1]; resize them to {image_size}x{image_size} "
+                                        "or send encoded images to the translate_bytes signature")]
+    with tf.control_dependencies(checks):
+        return tf.identity(images)
+
+
 def encode_png_batch(images):
     """Encodes float [batch, height, width, channels] images in [0, 1] as a [batch] string tensor of PNGs
     (values are clipped and rounded to 8 bits)."""
@@ -65,15 +83,17 @@ def translation_endpoints(translate, image_size, channels=3):
     """
 
     def serve(images):
-        return {"images": tf.cast(translate(images), tf.float32)}
+        return {"images": tf.cast(translate(check_image_batch(images, image_size, channels)), tf.float32)}
 
     def serve_bytes(image_bytes):
-        images = decode_image_batch(image_bytes, image_size, image_size, channels)
+        with tf.control_dependencies([_assert_non_empty(image_bytes, "image_bytes")]):
+            images = decode_image_batch(image_bytes, image_size, image_size, channels)
         return {"png_bytes": encode_png_batch(translate(images))}
 
     return {
-        "serving_default": (serve, [tf.TensorSpec([None, image_size, image_size, channels], tf.float32,
-                                                  name="images")]),
+        # Any height and width pass the signature, so a wrong size meets the check's message (TF Serving
+        # does not check shapes against the signature) instead of a convolution's shape error.
+        "serving_default": (serve, [tf.TensorSpec([None, None, None, channels], tf.float32, name="images")]),
         "translate_bytes": (serve_bytes, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
     }
 
@@ -225,7 +245,16 @@ def _pix2pix_files(name, split, data_dir):
         raise ZooError(
             f"no pix2pix images in {folder}; unpack http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz "
             f"into --data_dir (giving {os.path.join(data_dir, name)}/train and /val) or point --data_dir at it")
+    for path in files:  # a damaged file would otherwise fail deep inside tf.data, without its name
+        with tf.io.gfile.GFile(path, "rb") as f:
+            head = f.read(8)
+        if not head.startswith(_IMAGE_MAGIC[path.rsplit(".", 1)[-1].lower()]):
+            raise ZooError(f"{path} is not a valid {path.rsplit('.', 1)[-1].upper()} image (damaged or mislabelled); "
+                           "replace or remove it")
     return files
+
+
+_IMAGE_MAGIC = {"jpg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
 
 
 def _pix2pix_half(path, half, size):
