@@ -4,14 +4,16 @@ import keras
 from keras import ops
 
 from zoo.layers.activations import gelu_approximate
+from zoo.layers.config import Configurable
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class MaskedLMHead(keras.layers.Layer):
+class MaskedLMHead(Configurable, keras.layers.Layer):
     """Gathers `mask_positions`, then Dense(hidden, activation) -> LayerNorm -> embeddingsᵀ + bias.
 
     As in BERT's `get_masked_lm_output`: the decoder is the word-embedding table of `token_embedding`
-    (a `keras.layers.ReversibleEmbedding`), plus a separate output bias per vocabulary entry.
+    (a `keras.layers.ReversibleEmbedding`), plus a separate output bias per vocabulary entry. Its config
+    holds a copy of the embedding; deserialised alone it is untied, so models rebuild the tie from theirs.
 
     Example:
         embedding = keras.layers.ReversibleEmbedding(100, 16)
@@ -51,19 +53,3 @@ class MaskedLMHead(keras.layers.Layer):
     def compute_output_shape(self, inputs_shape, mask_positions_shape=None):
         positions = mask_positions_shape[1] if mask_positions_shape else None
         return (inputs_shape[0], positions, self.token_embedding.input_dim)
-
-    def get_config(self):
-        # Deserialising alone gives an untied copy of the embedding; models rebuild the tie from their config.
-        return {
-            **super().get_config(),
-            "token_embedding": keras.layers.serialize(self.token_embedding),
-            "activation": keras.activations.serialize(self.activation),
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["token_embedding"] = keras.layers.deserialize(config["token_embedding"])
-        return cls(**config)

@@ -1,11 +1,25 @@
-"""Normalisation layers Keras does not ship."""
+"""Normalisation: instance norm (which Keras does not ship) and PyTorch-style batch norm."""
 
 import keras
 from keras import ops
 
+from zoo.layers.config import Configurable
+
+
+def torch_batch_norm(name=None, synchronized=True, dtype=None):
+    """`keras.layers.BatchNormalization` with `torch.nn.BatchNorm2d`'s defaults: momentum 0.1 (Keras' 0.9,
+    which weighs the old statistics) and epsilon 1e-5. `synchronized` computes the batch statistics over all
+    replicas, so a multi-replica step sees the global batch's statistics, as one device does.
+
+    Example:
+        x = torch_batch_norm("bn_1")(keras.ops.ones((4, 8, 8, 16)), training=True)
+    """
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized, dtype=dtype,
+                                           name=name)
+
 
 @keras.saving.register_keras_serializable(package="zoo")
-class InstanceNormalization(keras.layers.Layer):
+class InstanceNormalization(Configurable, keras.layers.Layer):
     """Instance normalisation (Ulyanov et al., 2016): each example and channel is normalised over its
     spatial positions, with the biased variance, at training and at inference alike.
 
@@ -58,8 +72,3 @@ class InstanceNormalization(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"axis": self.axis, "epsilon": self.epsilon, "center": self.center, "scale": self.scale})
-        return config

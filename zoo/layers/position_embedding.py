@@ -3,9 +3,11 @@
 import keras
 from keras import ops
 
+from zoo.layers.config import Configurable
+
 
 @keras.saving.register_keras_serializable(package="zoo")
-class PositionEmbedding(keras.layers.Layer):
+class PositionEmbedding(Configurable, keras.layers.Layer):
     """Adds no input: returns the first `T` rows of a learned [max_length, hidden] table, broadcast to `inputs`.
 
     Example:
@@ -30,7 +32,3 @@ class PositionEmbedding(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "max_length": self.max_length,
-                "initializer": keras.initializers.serialize(self.initializer)}

@@ -4,10 +4,11 @@ import keras
 from keras import ops
 
 from zoo.layers.activations import gelu_approximate
+from zoo.layers.config import Configurable
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class TransformerEncoder(keras.layers.Layer):
+class TransformerEncoder(Configurable, keras.layers.Layer):
     """Self-attention and feed-forward sub-layers, each with dropout, a residual and layer norm.
 
     Post-LN (`normalize_first=False`, BERT and the original Transformer): x = LN(x + Dropout(Sublayer(x))).
@@ -89,15 +90,3 @@ class TransformerEncoder(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "num_heads": self.num_heads,
-            "intermediate_dim": self.intermediate_dim,
-            "dropout": self.dropout,
-            "activation": keras.activations.serialize(self.activation),
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "normalize_first": self.normalize_first,
-        }

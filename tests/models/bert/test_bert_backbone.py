@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from tests.layers.policy_helpers import assert_policy_round_trip
 from zoo.models.bert import BertBackbone, BertPretrainer
 
 TINY = dict(vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32, dropout=0.0,
@@ -102,3 +103,9 @@ def test_mixed_precision_outputs():
         assert all(v.dtype == "float32" for v in model.weights)
     finally:
         keras.mixed_precision.set_global_policy(policy)
+
+
+def test_mixed_float16_policy_round_trips():
+    clone = assert_policy_round_trip(lambda: BertPretrainer(zoo.create_model("bert_tiny", **TINY)))
+    assert clone.backbone.get_layer("transformer_layer_0").compute_dtype == "float16"
+    assert clone.mlm_head.token_embedding is clone.backbone.token_embedding

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
+from tests.layers.policy_helpers import assert_policy_round_trip
 from zoo.errors import ZooError
 from zoo.models.continual import DgrSolver, Scholar, WganCritic, WganGenerator
 
@@ -95,3 +96,17 @@ def test_bad_options_give_clear_errors():
         Scholar(solver, replay_solver=solver)
     with pytest.raises(ZooError, match="unknown model 'dgr_vae'"):
         zoo.create_model("dgr_vae")
+
+
+def test_mixed_float16_policy_round_trips():
+    clone = assert_policy_round_trip(lambda: zoo.create_model("dgr", preset="digits"))
+    assert clone.solver.get_layer("conv1").compute_dtype == "float16"
+    assert clone.solver.get_layer("logits").compute_dtype == "float32"  # logits stay float32
+
+
+def test_solver_starts_from_torch_defaults():
+    solver = DgrSolver(image_size=8, depth=4, channels=16, reducing_layers=2)
+    for name, fan_in in (("conv0", 9 * 1), ("conv1", 9 * 4), ("logits", 2 * 2 * 16)):
+        kernel, bias = (np.asarray(w) for w in solver.get_layer(name).weights)
+        bound = 1 / np.sqrt(fan_in)  # torch's Conv2d / Linear: U(±1/sqrt(fan_in)) for weight and bias
+        assert np.abs(kernel).max() <= bound and np.abs(bias).max() <= bound and np.abs(bias).max() > 0

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 import zoo
+import zoo.ops
 from zoo.data import digits
 from zoo.errors import ZooError
 
@@ -64,6 +65,8 @@ def test_each_role_changes_only_its_networks(previous):
     assert moved == {"generator": True, "critic": True, "solver": False}
     assert set(logs) == {"wasserstein_distance", "gradient_penalty", "critic_loss", "generator_loss"}
     assert int(scholar.critic_optimizer.iterations) == 2 and int(scholar.generator_optimizer.iterations) == 1
+    assert scholar.optimizer is scholar.generator_optimizer  # the once-per-step optimizer of the role
+    assert int(zoo.ops.global_step(scholar)) == 1
 
     scholar.role = "solver"
     before = _snapshot(scholar)
@@ -71,6 +74,7 @@ def test_each_role_changes_only_its_networks(previous):
     moved = _moved(before, scholar)
     assert moved == {"generator": False, "critic": False, "solver": True}
     assert set(logs) == {"loss", "accuracy", "replay_accuracy"}
+    assert scholar.optimizer is scholar.solver_optimizer and int(zoo.ops.global_step(scholar)) == 1
     assert not any(_moved(replay_before, previous).values())  # the previous scholar stays frozen
     assert not scholar.replay_generator.trainable_variables and not scholar.replay_solver.trainable_variables
 
@@ -139,16 +143,10 @@ def _copy_weights(source, target):
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("role", ["generator", "solver"])
-def test_two_replicas_equal_one_device(role):
-    if len(tf.config.list_logical_devices("CPU")) < 2:
-        pytest.skip("needs the two logical CPUs made by tests/conftest.py")
+def test_two_replicas_equal_one_device(role, mirrored):
     keras.utils.set_random_seed(0)
     reference_previous = _scholar()
     reference = _scholar(reference_previous, sgd=True, critic_steps=2, role=role)
-    # In-process strategies share TF's collective keys, so a second one with collective all-reduces can clash
-    # with an earlier test's; reductions through one device avoid that (the recipe test covers the default).
-    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
-                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
     with mirrored.scope():
         previous = _scholar()
         scholar = _scholar(previous, sgd=True, critic_steps=2, role=role)

@@ -4,6 +4,8 @@ import pytest
 import tensorflow as tf
 
 import zoo
+import zoo.ops
+from tests.layers.policy_helpers import assert_policy_round_trip
 from tests.models.gan.gan_helpers import adam, changed_weights, images, snapshot
 from zoo.errors import ZooError
 from zoo.models.gan import DiscoGAN, DiscoGANDiscriminator, DiscoGANGenerator
@@ -131,7 +133,28 @@ def test_two_replicas_equal_one_device(mirrored):
             np.testing.assert_allclose(replica_value, value, rtol=1e-4, atol=1e-6, err_msg=key)
     for x, y in zip(single.weights, replicated.weights):  # atol: a tenth of one Adam step (lr 2e-4)
         np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-4, atol=2e-5, err_msg=x.path)
-    assert int(replicated.iteration.numpy()) == 2
+    # One step done: the discriminators' optimizer (model.optimizer) counts steps, the generators' iterations.
+    assert replicated.optimizer is replicated.discriminator_optimizer
+    assert int(replicated.optimizer.iterations.numpy()) == 1
+    assert int(replicated.generator_optimizer.iterations.numpy()) == 1
+
+
+def test_iterations_follow_the_global_step():
+    """Step s runs iterations s·3 .. s·3 + 2: the rate switches when an iteration reaches gan_curriculum, both
+    when train_step is called directly (step = optimizer iterations) and under a Trainer's step."""
+    model = _tiny(gan_curriculum=6)
+    assert model.optimizer is model.discriminator_optimizer
+    a, b = images((3, 2, 64, 64, 3), 0), images((3, 2, 64, 64, 3), 1)
+    step = tf.function(model.train_step)
+    rates = [round(float(step({"a": a, "b": b})["rate"]), 4) for _ in range(3)]
+    assert rates == [0.01, 0.01, 0.5]  # last generator iterations 2, 5, 8
+    assert int(zoo.ops.global_step(model)) == 3
+    assert int(model.generator_optimizer.iterations) == 6
+    model = _tiny(gan_curriculum=6)
+    with zoo.ops.driving_step(tf.Variable(1, dtype=tf.int64)):  # iterations 3, 4, 5: below the curriculum
+        assert round(float(model.train_step({"a": a, "b": b})["rate"]), 4) == 0.01
+    with zoo.ops.driving_step(tf.Variable(2, dtype=tf.int64)):  # iterations 6, 7, 8
+        assert round(float(model.train_step({"a": a, "b": b})["rate"]), 4) == 0.5
 
 
 def test_config_round_trip():
@@ -139,3 +162,10 @@ def test_config_round_trip():
     clone = DiscoGAN.from_config(model.get_config())
     assert clone.arch == "recongan" and clone.loss_mode == "paper" and clone.generator_a.filters == 4
     assert _count(clone.weights) == _count(model.weights)
+
+
+def test_mixed_float16_policy_round_trips():
+    clone = assert_policy_round_trip(lambda: zoo.create_model("discogan", **TINY))
+    assert clone.generator_a.get_layer("encoder_conv_1").compute_dtype == "float16"
+    assert_policy_round_trip(lambda: zoo.create_model("cyclegan_6blocks", image_size=32, filters=4,
+                                                      discriminator_filters=4))

@@ -2,16 +2,12 @@
 
 import keras
 
+from zoo.layers import Configurable, PositionEmbedding, TransformerEncoder, truncated_normal_initializer
 from zoo.layers.activations import gelu_approximate
-from zoo.layers import PositionEmbedding, TransformerEncoder
-
-
-def bert_initializer():
-    return keras.initializers.TruncatedNormal(stddev=0.02)
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class BertBackbone(keras.Model):
+class BertBackbone(Configurable, keras.Model):
     """BERT encoder with pooler: token + position + segment embeddings, post-LN encoder blocks.
 
     Inputs (dict of int32 [batch, seq]): `token_ids`, `segment_ids`, `padding_mask` (1 = real token).
@@ -25,6 +21,7 @@ class BertBackbone(keras.Model):
         dropout: hidden and attention-probability dropout (0.1).
         max_sequence_length: rows of the position table (512).
         num_segments: segment types (2).
+        dtype: dtype policy of every layer (default: the global policy); kept in the config.
 
     Example:
         backbone = zoo.create_model("bert_tiny")
@@ -37,24 +34,25 @@ class BertBackbone(keras.Model):
                  max_sequence_length=512, num_segments=2, dtype=None, **kwargs):
         # === Layers ===
         self.token_embedding = keras.layers.ReversibleEmbedding(
-            vocabulary_size, hidden_dim, embeddings_initializer=bert_initializer(), dtype=dtype,
+            vocabulary_size, hidden_dim, embeddings_initializer=truncated_normal_initializer(), dtype=dtype,
             name="token_embedding")
         self.position_embedding = PositionEmbedding(
-            max_sequence_length, initializer=bert_initializer(), dtype=dtype, name="position_embedding")
+            max_sequence_length, initializer=truncated_normal_initializer(), dtype=dtype, name="position_embedding")
         self.segment_embedding = keras.layers.Embedding(
-            num_segments, hidden_dim, embeddings_initializer=bert_initializer(), dtype=dtype,
+            num_segments, hidden_dim, embeddings_initializer=truncated_normal_initializer(), dtype=dtype,
             name="segment_embedding")
         self.embeddings_layer_norm = keras.layers.LayerNormalization(
             epsilon=1e-12, dtype=dtype, name="embeddings_layer_norm")
         self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
         self.transformer_layers = [
             TransformerEncoder(num_heads, intermediate_dim, dropout=dropout, activation=gelu_approximate,
-                               layer_norm_epsilon=1e-12, kernel_initializer=bert_initializer(), dtype=dtype,
+                               layer_norm_epsilon=1e-12, kernel_initializer=truncated_normal_initializer(), dtype=dtype,
                                name=f"transformer_layer_{i}")
             for i in range(num_layers)
         ]
         self.pooled_dense = keras.layers.Dense(
-            hidden_dim, activation="tanh", kernel_initializer=bert_initializer(), dtype=dtype, name="pooled_dense")
+            hidden_dim, activation="tanh", kernel_initializer=truncated_normal_initializer(), dtype=dtype,
+            name="pooled_dense")
 
         # === Functional Model ===
         token_ids = keras.Input((None,), dtype="int32", name="token_ids")
@@ -83,25 +81,3 @@ class BertBackbone(keras.Model):
         self.dropout = dropout
         self.max_sequence_length = max_sequence_length
         self.num_segments = num_segments
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "hidden_dim": self.hidden_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "dropout": self.dropout,
-            "max_sequence_length": self.max_sequence_length,
-            "num_segments": self.num_segments,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.dtype_policies.deserialize(config["dtype"])
-        return cls(**config)

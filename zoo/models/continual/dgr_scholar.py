@@ -10,7 +10,8 @@ import keras
 import tensorflow as tf
 
 from zoo.errors import ZooError
-from zoo.ops import weighted_mean
+from zoo.models.multi_optimizer import MultiOptimizerModel
+from zoo.ops import global_step, num_replicas, replica_id, weighted_mean
 
 ROLES = ("generator", "solver")
 
@@ -21,15 +22,8 @@ def _adam(learning_rate):
     return keras.optimizers.Adam(learning_rate, beta_1=0.5, beta_2=0.9, epsilon=1e-8)
 
 
-def _replica():
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None:
-        return 1, 0
-    return ctx.num_replicas_in_sync, ctx.replica_id_in_sync_group
-
-
 @keras.saving.register_keras_serializable(package="zoo")
-class Scholar(keras.Model):
+class Scholar(MultiOptimizerModel):
     """Generator + solver trained on a sequence of tasks with generative or exact replay.
 
     `role` says what `train_step` trains: "generator" (critic_steps critic updates, then one generator
@@ -41,7 +35,12 @@ class Scholar(keras.Model):
     Batches are dicts: `image` float [batch, h, w, c] in [0, 1] and `label` int [batch], plus optional
     `replay_image`, `replay_label` of the same shapes. Losses are each replica's share of the global loss
     (`zoo.ops.weighted_mean`), and noise is drawn for the global batch from stateless seeds and sliced per
-    replica, so a step on N replicas equals the one-device step at the same global batch.
+    replica, so a step on N replicas equals the one-device step at the same global batch. The noise is
+    a function of the step (`zoo.ops.global_step`).
+
+    Optimizers (`MultiOptimizerModel`): `solver_optimizer`, and with a generator `generator_optimizer` and
+    `critic_optimizer`. `model.optimizer` is the one that updates once per step in the current role: the
+    solver's in role "solver", the generator's in role "generator".
 
     Differences from the reference, on purpose: the gradient penalty uses the norm of each sample's whole
     input gradient (WGAN-GP), where the reference takes the norm over channels only; the critic flattens its
@@ -107,6 +106,18 @@ class Scholar(keras.Model):
         if value == "generator" and self.generator is None:
             raise ZooError("role 'generator' needs a scholar built with a generator and a critic")
         self._role = value
+        self.select_step_optimizer()
+
+    @property
+    def optimizer_names(self):
+        return ("solver",) if self.generator is None else ("solver", "generator", "critic")
+
+    @property
+    def step_optimizer(self):
+        return "solver" if self.role == "solver" else "generator"
+
+    def optimizer_variables(self, name):
+        return getattr(self, name).trainable_variables
 
     @property
     def generative_replay(self):
@@ -114,35 +125,14 @@ class Scholar(keras.Model):
 
     def compile(self, optimizer=None, generator_optimizer=None, critic_optimizer=None, learning_rate=1e-4,
                 **kwargs):
-        """Sets the solver's `optimizer` and, with a generator, `generator_optimizer` and `critic_optimizer`.
+        """Sets the solver's optimizer (`optimizer`) and, with a generator, `generator_optimizer` and
+        `critic_optimizer`.
 
         Missing ones are the reference's Adam(learning_rate, beta_1=0.5, beta_2=0.9, epsilon=1e-8). Under the
         mixed_float16 policy each is wrapped in a `LossScaleOptimizer`.
         """
-        def prepare(opt):
-            opt = opt or _adam(learning_rate)
-            if self.dtype_policy.name == "mixed_float16" and not isinstance(opt, keras.optimizers.LossScaleOptimizer):
-                opt = keras.optimizers.LossScaleOptimizer(opt)
-            return opt
-
-        super().compile(optimizer=prepare(optimizer), **kwargs)
-        if self.generator is not None:
-            self.generator_optimizer = prepare(generator_optimizer)
-            self.critic_optimizer = prepare(critic_optimizer)
-
-    def _pairs(self):
-        pairs = [(self.optimizer, self.solver)]
-        if self.generator is not None:
-            pairs += [(self.generator_optimizer, self.generator), (self.critic_optimizer, self.critic)]
-        return pairs
-
-    def build_optimizer_state(self):
-        """Creates every optimizer's slots over its own network (called by the Trainer before restoring)."""
-        if self.optimizer is None:
-            raise ZooError("compile the scholar before training it")
-        for optimizer, network in self._pairs():
-            if not optimizer.built:
-                optimizer.build(network.trainable_variables)
+        given = {"solver": optimizer, "generator": generator_optimizer, "critic": critic_optimizer}
+        super().compile({name: given[name] or _adam(learning_rate) for name in self.optimizer_names}, **kwargs)
 
     def continue_from(self, previous):
         """Starts from `previous` (the last task's scholar): copies its weights and optimizer state.
@@ -151,9 +141,9 @@ class Scholar(keras.Model):
         """
         self.build_optimizer_state()
         previous.build_optimizer_state()
-        for (opt, net), (prev_opt, prev_net) in zip(self._pairs(), previous._pairs()):
-            net.set_weights(prev_net.get_weights())
-            for var, prev_var in zip(opt.variables, prev_opt.variables):
+        for name, optimizer in self.optimizers.items():
+            getattr(self, name).set_weights(getattr(previous, name).get_weights())
+            for var, prev_var in zip(optimizer.variables, previous.optimizers[name].variables):
                 var.assign(prev_var)
 
     def call(self, images, training=False):
@@ -167,14 +157,14 @@ class Scholar(keras.Model):
 
     def _normal(self, batch, dim, seed):
         """Noise for this replica's slice of the global batch (the same numbers on any replica count)."""
-        replicas, replica = _replica()
+        replicas = num_replicas()
         full = tf.random.stateless_normal(tf.stack([replicas * batch, dim]), seed)
-        return tf.gather(tf.reshape(full, tf.stack([replicas, batch, dim])), replica)
+        return tf.gather(tf.reshape(full, tf.stack([replicas, batch, dim])), replica_id())
 
     def _uniform(self, batch, seed):
-        replicas, replica = _replica()
+        replicas = num_replicas()
         full = tf.random.stateless_uniform(tf.stack([replicas * batch]), seed)
-        return tf.gather(tf.reshape(full, tf.stack([replicas, batch])), replica)
+        return tf.gather(tf.reshape(full, tf.stack([replicas, batch])), replica_id())
 
     def _noise(self, batch, seed):
         return self._normal(batch, self.generator.input_shape[-1], seed) * self.noise_scale
@@ -203,18 +193,9 @@ class Scholar(keras.Model):
 
     # === Training ===
 
-    def _apply(self, optimizer, network, grads):
-        variables = network.trainable_variables
-        replicas, _ = _replica()
-        if self.weight_decay:  # coupled L2 as torch's Adam(weight_decay=...): summed over replicas to wd·w
-            decay = self.weight_decay / replicas
-            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):  # its gradients are scaled
-                decay = decay * optimizer.dynamic_scale
-            grads = [g + tf.cast(decay, g.dtype) * tf.cast(v, g.dtype) for g, v in zip(grads, variables)]
-        optimizer.apply_gradients(zip(grads, variables))
-
-    def _scaled(self, optimizer, loss):
-        return optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
+    def _apply(self, name, grads):
+        """Applies gradients to network `name` with its optimizer, plus torch Adam's coupled weight decay."""
+        self.apply_update(name, grads, getattr(self, name).trainable_variables, weight_decay=self.weight_decay)
 
     def _check(self, batch):
         if not isinstance(batch, dict) or "image" not in batch or "label" not in batch:
@@ -229,6 +210,7 @@ class Scholar(keras.Model):
                                    f"{expected}; resize the data or build the scholar for that size")
 
     def train_step(self, batch):
+        self.check_compiled()
         self._check(batch)
         if self.role == "solver":
             return self._solver_step(batch)
@@ -236,7 +218,7 @@ class Scholar(keras.Model):
 
     def _solver_step(self, batch):
         images, labels = batch["image"], tf.cast(batch["label"], tf.int32)
-        replay_images, replay_labels = self._replay(batch, self.optimizer.iterations, 1022)
+        replay_images, replay_labels = self._replay(batch, global_step(self), 1022)
         r = 1.0 if replay_images is None else self.replay_ratio
         # One tape per batch: the real and replayed passes' gradients (and their synchronized-BatchNorm
         # all-reduces) are then traced in the same order on every replica.
@@ -248,7 +230,7 @@ class Scholar(keras.Model):
                 replay_images, tf.cast(replay_labels, tf.int32))
             grads = [g + (1 - r) * h for g, h in zip(grads, replay_grads)]
             total = r * total + (1 - r) * replay_total
-        self._apply(self.optimizer, self.solver, grads)
+        self._apply("solver", grads)
         logs["loss"] = total
         return logs
 
@@ -257,7 +239,7 @@ class Scholar(keras.Model):
         with tf.GradientTape() as tape:
             logits = self.solver(images, training=True)
             share, total = weighted_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-            scaled = self._scaled(self.optimizer, share)
+            scaled = self.scaled_loss("solver", share)
         _, accuracy = weighted_mean(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels))
         return total, accuracy, tape.gradient(scaled, self.solver.trainable_variables)
 
@@ -283,7 +265,7 @@ class Scholar(keras.Model):
     def _generator_step(self, batch):
         images = tf.cast(batch["image"], tf.float32)
         size = tf.shape(images)[0]
-        counter = self.generator_optimizer.iterations
+        counter = global_step(self)
         replay_images, _ = self._replay(batch, counter, 1023)
         reals = [images] if replay_images is None else [images, tf.cast(replay_images, tf.float32)]
         weights = [1.0] if replay_images is None else [self.replay_ratio, 1.0 - self.replay_ratio]
@@ -298,8 +280,8 @@ class Scholar(keras.Model):
                 penalty_share, penalty_total = weighted_mean(sum(w * p for w, p in zip(weights, penalties)))
                 fake_share, fake_total = weighted_mean(scores[-1])
                 share = fake_share - real_share + self.gradient_penalty * penalty_share
-                scaled = self._scaled(self.critic_optimizer, share)
-            self._apply(self.critic_optimizer, self.critic, tape.gradient(scaled, self.critic.trainable_variables))
+                scaled = self.scaled_loss("critic", share)
+            self._apply("critic", tape.gradient(scaled, self.critic.trainable_variables))
         logs["wasserstein_distance"] = real_total - fake_total
         logs["gradient_penalty"] = penalty_total
         logs["critic_loss"] = fake_total - real_total + self.gradient_penalty * penalty_total
@@ -307,36 +289,7 @@ class Scholar(keras.Model):
         with tf.GradientTape() as tape:
             fake = self.generator(self._noise(size, self._seed(counter, 3 * self.critic_steps)), training=True)
             share, total = weighted_mean(-self._critic_scores(fake))
-            scaled = self._scaled(self.generator_optimizer, share)
-        self._apply(self.generator_optimizer, self.generator, tape.gradient(scaled, self.generator.trainable_variables))
+            scaled = self.scaled_loss("generator", share)
+        self._apply("generator", tape.gradient(scaled, self.generator.trainable_variables))
         logs["generator_loss"] = total
         return logs
-
-    # === Config ===
-
-    def get_config(self):
-        config = super().get_config()
-        serialize = keras.saving.serialize_keras_object
-        config.update(
-            solver=serialize(self.solver),
-            generator=serialize(self.generator) if self.generator is not None else None,
-            critic=serialize(self.critic) if self.critic is not None else None,
-            replay_generator=serialize(self.replay_generator) if self.replay_generator is not None else None,
-            replay_solver=serialize(self.replay_solver) if self.replay_solver is not None else None,
-            replay_ratio=self.replay_ratio,
-            critic_steps=self.critic_steps,
-            gradient_penalty=self.gradient_penalty,
-            noise_scale=self.noise_scale,
-            weight_decay=self.weight_decay,
-            role=self.role,
-            seed=self.seed,
-        )
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("solver", "generator", "critic", "replay_generator", "replay_solver"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)

@@ -3,11 +3,11 @@
 import keras
 
 from zoo.errors import ZooError
-from zoo.models.continual.wgan_generator import gan_initializer
+from zoo.layers import Configurable, normal_initializer
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class WganCritic(keras.Model):
+class WganCritic(Configurable, keras.Model):
     """Critic: images -> one unbounded score per image (no BatchNorm, as WGAN-GP requires).
 
     `num_downsamples` × [4×4 stride-2 conv (channels, 2·channels, 4·channels), LeakyReLU 0.01], then a
@@ -38,27 +38,17 @@ class WganCritic(keras.Model):
         x = images
         for i in range(num_downsamples):
             x = keras.layers.Conv2D(channels * 2**i, 4, strides=2, padding="same",
-                                    kernel_initializer=gan_initializer(), dtype=dtype, name=f"conv{i + 1}")(x)
+                                    kernel_initializer=normal_initializer(), dtype=dtype, name=f"conv{i + 1}")(x)
             x = keras.layers.LeakyReLU(0.01, dtype=dtype, name=f"conv{i + 1}_lrelu")(x)
         x = keras.layers.ZeroPadding2D(1, dtype=dtype, name="pad")(x)
-        x = keras.layers.Conv2D(channels * 2**num_downsamples, 4, kernel_initializer=gan_initializer(),
+        x = keras.layers.Conv2D(channels * 2**num_downsamples, 4, kernel_initializer=normal_initializer(),
                                 dtype=dtype, name=f"conv{num_downsamples + 1}")(x)
         x = keras.layers.LeakyReLU(0.01, dtype=dtype, name=f"conv{num_downsamples + 1}_lrelu")(x)
         x = keras.layers.Flatten(dtype=dtype, name="flatten")(x)
-        scores = keras.layers.Dense(1, kernel_initializer=gan_initializer(), dtype="float32", name="fc")(x)
+        scores = keras.layers.Dense(1, kernel_initializer=normal_initializer(), dtype="float32", name="fc")(x)
         super().__init__(inputs=images, outputs=scores, dtype=dtype, **kwargs)
 
         self.image_size = image_size
         self.image_channels = image_channels
         self.channels = channels
         self.num_downsamples = num_downsamples
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            image_size=self.image_size,
-            image_channels=self.image_channels,
-            channels=self.channels,
-            num_downsamples=self.num_downsamples,
-        )
-        return config

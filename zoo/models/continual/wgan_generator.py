@@ -3,21 +3,18 @@
 import keras
 
 from zoo.errors import ZooError
-
-
-def gan_initializer():
-    """N(0, 0.02) for conv/dense kernels, as the reference's `gaussian_intiailize(std=.02)`."""
-    return keras.initializers.RandomNormal(stddev=0.02)
+from zoo.layers import Configurable, normal_initializer, torch_batch_norm
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class WganGenerator(keras.Model):
+class WganGenerator(Configurable, keras.Model):
     """DCGAN-style generator: noise -> images in [0, 1].
 
     Dense to a (size / 2**num_upsamples)² map with `channels * 2**num_upsamples` channels, BN, ReLU; then
     `num_upsamples` × [4×4 stride-2 transposed conv halving the channels, BN, ReLU]; then a 3×3 transposed
     conv to `image_channels` and a sigmoid. The full config (32×32, channels 64, 3 upsamples, noise 100)
-    has 3,582,849 trainable parameters for one image channel. BatchNorm uses torch's momentum (0.1, i.e.
+    has 3,582,849 trainable parameters for one image channel. Kernels start from N(0, 0.02) (the reference's
+    `gaussian_intiailize(std=.02)`), biases at zero. BatchNorm uses torch's momentum (0.1, i.e.
     Keras 0.9) and epsilon 1e-5; `synchronized_bn` computes batch statistics over all replicas, so a
     multi-replica step equals a one-device step at the same global batch.
 
@@ -43,20 +40,20 @@ class WganGenerator(keras.Model):
         width = channels * 2**num_upsamples
 
         def batch_norm(name):
-            return keras.layers.BatchNormalization(
-                momentum=0.9, epsilon=1e-5, synchronized=synchronized_bn, dtype=dtype, name=name)
+            return torch_batch_norm(name, synchronized=synchronized_bn, dtype=dtype)
 
         noise = keras.Input((noise_dim,), name="noise")
-        x = keras.layers.Dense(start * start * width, kernel_initializer=gan_initializer(), dtype=dtype,
+        x = keras.layers.Dense(start * start * width, kernel_initializer=normal_initializer(), dtype=dtype,
                                name="fc")(noise)
         x = keras.layers.Reshape((start, start, width), dtype=dtype, name="reshape")(x)
         x = keras.layers.ReLU(dtype=dtype, name="fc_relu")(batch_norm("fc_bn")(x))
         for i in range(num_upsamples):
             width //= 2
-            x = keras.layers.Conv2DTranspose(width, 4, strides=2, padding="same", kernel_initializer=gan_initializer(),
-                                             dtype=dtype, name=f"deconv{i + 1}")(x)
+            x = keras.layers.Conv2DTranspose(width, 4, strides=2, padding="same",
+                                             kernel_initializer=normal_initializer(), dtype=dtype,
+                                             name=f"deconv{i + 1}")(x)
             x = keras.layers.ReLU(dtype=dtype, name=f"deconv{i + 1}_relu")(batch_norm(f"deconv{i + 1}_bn")(x))
-        x = keras.layers.Conv2DTranspose(image_channels, 3, padding="same", kernel_initializer=gan_initializer(),
+        x = keras.layers.Conv2DTranspose(image_channels, 3, padding="same", kernel_initializer=normal_initializer(),
                                          dtype=dtype, name="to_image")(x)
         images = keras.layers.Activation("sigmoid", dtype="float32", name="sigmoid")(x)
         super().__init__(inputs=noise, outputs=images, dtype=dtype, **kwargs)
@@ -67,15 +64,3 @@ class WganGenerator(keras.Model):
         self.channels = channels
         self.num_upsamples = num_upsamples
         self.synchronized_bn = synchronized_bn
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            image_size=self.image_size,
-            image_channels=self.image_channels,
-            noise_dim=self.noise_dim,
-            channels=self.channels,
-            num_upsamples=self.num_upsamples,
-            synchronized_bn=self.synchronized_bn,
-        )
-        return config

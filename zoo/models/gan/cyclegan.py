@@ -87,8 +87,9 @@ class CycleGAN(TwoPlayerModel):
         self.pool_size = int(pool_size)
         self.seed = int(seed)
         shape = (image_size, image_size, 3)
-        self.fake_a_pool = ImagePool(pool_size, shape, seed=2 * seed, name="fake_a_pool")
-        self.fake_b_pool = ImagePool(pool_size, shape, seed=2 * seed + 1, name="fake_b_pool")
+        pool = dict(dtype=self.dtype_policy)
+        self.fake_a_pool = ImagePool(pool_size, shape, seed=2 * seed, name="fake_a_pool", **pool)
+        self.fake_b_pool = ImagePool(pool_size, shape, seed=2 * seed + 1, name="fake_b_pool", **pool)
         self.built = True
 
     # === Set-up ===
@@ -131,9 +132,9 @@ class CycleGAN(TwoPlayerModel):
                 logs.update({"identity_a": idt_a[1], "identity_b": idt_b[1]})
             share = sum(w * s for w, (s, _) in terms)
             logs["g_loss"] = sum(w * t for w, (_, t) in terms)
-            scaled = self.generator_optimizer.scale_loss(share)
+            scaled = self.scaled_loss("generator", share)
         variables = self.generator_variables
-        self.apply_update(self.generator_optimizer, tape.gradient(scaled, variables), variables)
+        self.apply_update("generator", tape.gradient(scaled, variables), variables)
         return logs, tf.stop_gradient(fake_a), tf.stop_gradient(fake_b)
 
     def discriminator_step(self, real_a, real_b, fake_a, fake_b):
@@ -148,9 +149,9 @@ class CycleGAN(TwoPlayerModel):
                 fake_loss = weighted_mean(_lsgan(disc(fake, training=True), 0.0))
                 share += 0.5 * (real_loss[0] + fake_loss[0])
                 logs[f"d_loss_{name}"] = 0.5 * (real_loss[1] + fake_loss[1])
-            scaled = self.discriminator_optimizer.scale_loss(share)
+            scaled = self.scaled_loss("discriminator", share)
         variables = self.discriminator_variables
-        self.apply_update(self.discriminator_optimizer, tape.gradient(scaled, variables), variables)
+        self.apply_update("discriminator", tape.gradient(scaled, variables), variables)
         return logs
 
     def train_step(self, data):
@@ -171,24 +172,3 @@ class CycleGAN(TwoPlayerModel):
 
     def translate_direction(self, images, direction):
         return (self.generators[direction](ops.cast(images, "float32") * 2.0 - 1.0, training=False) + 1.0) / 2.0
-
-    def get_config(self):
-        nets = ("generator_a", "generator_b", "discriminator_a", "discriminator_b")
-        config = {"name": self.name, "trainable": self.trainable}
-        config.update({k: keras.layers.serialize(getattr(self, k)) for k in nets})
-        config.update({
-            "image_size": self.image_size,
-            "lambda_a": self.lambda_a,
-            "lambda_b": self.lambda_b,
-            "lambda_identity": self.lambda_identity,
-            "pool_size": self.pool_size,
-            "seed": self.seed,
-        })
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for k in ("generator_a", "generator_b", "discriminator_a", "discriminator_b"):
-            config[k] = keras.layers.deserialize(config[k])
-        return cls(**config)

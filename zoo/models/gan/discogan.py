@@ -6,7 +6,7 @@ from keras import ops
 
 from zoo.errors import ZooError
 from zoo.models.gan.two_player import TwoPlayerModel, per_example_mean
-from zoo.ops import cross_replica_sum, weighted_mean
+from zoo.ops import cross_replica_sum, global_step, num_replicas, weighted_mean
 
 ARCHS = ("discogan", "recongan", "gan")
 LOSSES = ("code", "paper")
@@ -24,11 +24,6 @@ def _global_batch_mean(x):
     total = cross_replica_sum(ops.sum(x, axis=0))
     count = cross_replica_sum(ops.cast(ops.shape(x)[0], "float32"))
     return total / count
-
-
-def _num_replicas():
-    ctx = tf.distribute.get_replica_context()
-    return 1 if ctx is None else ctx.num_replicas_in_sync
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -54,6 +49,9 @@ class DiscoGAN(TwoPlayerModel):
     step, then generator steps), so its batch is a dict of `a`, `b` images shaped
     [update_interval, batch, S, S, 3], a fresh batch per iteration as in the reference. Every iteration
     runs all nets in training mode, as the reference does, so batch-norm statistics move in all of them.
+    Iteration numbers come from the step: train step `s` (`zoo.ops.global_step`) runs iterations
+    `s·update_interval` ... `s·update_interval + update_interval - 1`. `model.optimizer` is the discriminators'
+    optimizer, the one that updates once per step, so outside the Trainer its `iterations` count steps.
     `weight_decay` is PyTorch Adam's coupled L2 (weight_decay·w added to the gradients; 1e-5 in the
     reference), not Keras' decoupled decay.
 
@@ -77,6 +75,9 @@ class DiscoGAN(TwoPlayerModel):
         logs = model.train_step({"a": a, "b": b})   # a, b: [3, batch, 64, 64, 3]
         images = model.translate(a[0], b[0])       # {"ab", "aba", "ba", "bab"}
     """
+
+    step_optimizer = "discriminator"  # one update per train step
+    config_aliases = {"loss": "loss_mode"}  # `loss` is keras.Model's compiled loss
 
     def __init__(
         self,
@@ -117,8 +118,6 @@ class DiscoGAN(TwoPlayerModel):
         self.update_interval = int(update_interval)
         self.weight_decay = float(weight_decay)
         self.image_size = generator_b.input_shape[1]
-        self.iteration = self.add_weight(shape=(), initializer="zeros", dtype="int64", trainable=False,
-                                         aggregation="only_first_replica", name="iteration")
         self.built = True
 
     # === Set-up ===
@@ -170,7 +169,7 @@ class DiscoGAN(TwoPlayerModel):
                 ops.mean(ops.square(_global_batch_mean(r) - _global_batch_mean(f)))
                 for r, f in zip(d_real["features"], d_fake["features"])
             )
-            out[f"fm_{domain}"] = (fm / _num_replicas(), fm)
+            out[f"fm_{domain}"] = (fm / num_replicas(), fm)
         out["recon_a"] = weighted_mean(per_example_mean(ops.square(ops.cast(aba, "float32") - a)))
         out["recon_b"] = weighted_mean(per_example_mean(ops.square(ops.cast(bab, "float32") - b)))
         return out
@@ -200,16 +199,13 @@ class DiscoGAN(TwoPlayerModel):
 
     # === Steps ===
 
-    def _optimize(self, optimizer, variables, loss_fn):
-        """Differentiates loss_fn()'s share plus PyTorch Adam's coupled L2 (weight_decay/2·Σw², counted
-        once over the replicas) with respect to `variables` and applies it; returns loss_fn()'s outputs."""
+    def _optimize(self, name, variables, loss_fn):
+        """Differentiates loss_fn()'s share with respect to `variables` and applies it with optimizer `name`,
+        plus PyTorch Adam's coupled L2 (`weight_decay`); returns loss_fn()'s outputs."""
         with tf.GradientTape() as tape:
             share, outputs = loss_fn()
-            if self.weight_decay:
-                l2 = sum(ops.sum(ops.square(ops.cast(v, "float32"))) for v in variables)
-                share += 0.5 * self.weight_decay / _num_replicas() * l2
-            scaled = optimizer.scale_loss(share)
-        self.apply_update(optimizer, tape.gradient(scaled, variables), variables)
+            scaled = self.scaled_loss(name, share)
+        self.apply_update(name, tape.gradient(scaled, variables), variables, weight_decay=self.weight_decay)
         return outputs
 
     def discriminator_step(self, a, b, iteration):
@@ -219,7 +215,7 @@ class DiscoGAN(TwoPlayerModel):
             out = self._run_nets(a, b)
             return self._objectives(out, iteration)[1][0], out
 
-        out = self._optimize(self.discriminator_optimizer, self.discriminator_variables, loss_fn)
+        out = self._optimize("discriminator", self.discriminator_variables, loss_fn)
         return {"d_loss_a": out["d_a"][1], "d_loss_b": out["d_b"][1]}
 
     def generator_step(self, a, b, iteration):
@@ -230,7 +226,7 @@ class DiscoGAN(TwoPlayerModel):
             (g_share, g_total), _ = self._objectives(out, iteration)
             return g_share, (out, g_total)
 
-        out, g_total = self._optimize(self.generator_optimizer, self.generator_variables, loss_fn)
+        out, g_total = self._optimize("generator", self.generator_variables, loss_fn)
         logs = {"g_loss": g_total}
         if self.loss_mode == "code":
             logs["rate"] = self.rate(iteration)
@@ -249,11 +245,10 @@ class DiscoGAN(TwoPlayerModel):
                                f"{tuple(images.shape)}; batch with "
                                "zoo.data.images.unpaired_batches(..., group=update_interval)")
         a, b = ops.cast(a, "float32"), ops.cast(b, "float32")
-        start = ops.convert_to_tensor(self.iteration)
+        start = global_step(self) * self.update_interval
         logs = self.discriminator_step(a[0], b[0], start)
         for j in range(1, self.update_interval):
             logs.update(self.generator_step(a[j], b[j], start + j))
-        self.iteration.assign_add(self.update_interval)
         logs["d_loss"] = logs["d_loss_a"] + logs["d_loss_b"] if self.arch == "discogan" else logs["d_loss_b"]
         return logs
 
@@ -265,30 +260,6 @@ class DiscoGAN(TwoPlayerModel):
 
     def translate_direction(self, images, direction):
         return self.generators[direction](ops.cast(images, "float32"), training=False)
-
-    def get_config(self):
-        nets = ("generator_a", "generator_b", "discriminator_a", "discriminator_b")
-        config = {"name": self.name, "trainable": self.trainable}
-        config.update({k: keras.layers.serialize(getattr(self, k)) for k in nets})
-        config.update({
-            "arch": self.arch,
-            "loss": self.loss_mode,
-            "gan_weight": self.gan_weight,
-            "feature_matching_weight": self.feature_matching_weight,
-            "starting_rate": self.starting_rate,
-            "default_rate": self.default_rate,
-            "gan_curriculum": self.gan_curriculum,
-            "update_interval": self.update_interval,
-            "weight_decay": self.weight_decay,
-        })
-        return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for k in ("generator_a", "generator_b", "discriminator_a", "discriminator_b"):
-            config[k] = keras.layers.deserialize(config[k])
-        return cls(**config)
 
 
 def _combine(terms):

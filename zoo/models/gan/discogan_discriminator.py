@@ -3,11 +3,12 @@ feature matching."""
 
 import keras
 
-from zoo.models.gan.discogan_generator import check_image_size, torch_batch_norm, torch_default_initializer
+from zoo.layers import Configurable, torch_batch_norm, torch_kernel_initializer
+from zoo.models.gan.discogan_generator import check_image_size
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class DiscoGANDiscriminator(keras.Model):
+class DiscoGANDiscriminator(Configurable, keras.Model):
     """Scores a [batch, S, S, 3] image in [0, 1] as real (1) or generated (0).
 
     Four 4x4 stride-2 convs (filters, 2f, 4f, 8f; BatchNorm on all but the first; LeakyReLU 0.2), then a 4x4
@@ -21,6 +22,7 @@ class DiscoGANDiscriminator(keras.Model):
     Args:
         image_size: side of the square input (multiple of 16, at least 64).
         filters: channels of the first conv (64 in the paper).
+        dtype: dtype policy of every layer but the float32 outputs (default: the global policy).
 
     Example:
         discriminator = DiscoGANDiscriminator()
@@ -28,37 +30,25 @@ class DiscoGANDiscriminator(keras.Model):
         out["probability"].shape, [f.shape for f in out["features"]]
     """
 
-    def __init__(self, image_size=64, filters=64, **kwargs):
+    def __init__(self, image_size=64, filters=64, dtype=None, **kwargs):
         check_image_size(image_size)
 
         def conv(x, units, name, strides=2, padding="same"):
-            return keras.layers.Conv2D(units, 4, strides, padding, use_bias=False,
-                                       kernel_initializer=torch_default_initializer(), name=name)(x)
+            return keras.layers.Conv2D(units, 4, strides, padding, use_bias=False, dtype=dtype,
+                                       kernel_initializer=torch_kernel_initializer(), name=name)(x)
 
         inputs = keras.Input((image_size, image_size, 3), name="images")
-        x = keras.layers.LeakyReLU(0.2, name="act_1")(conv(inputs, filters, "conv_1"))
+        x = keras.layers.LeakyReLU(0.2, dtype=dtype, name="act_1")(conv(inputs, filters, "conv_1"))
         features = []
         for i, mult in enumerate((2, 4, 8), start=2):
-            x = torch_batch_norm(f"bn_{i}")(conv(x, filters * mult, f"conv_{i}"))
-            x = keras.layers.LeakyReLU(0.2, name=f"act_{i}")(x)
+            x = torch_batch_norm(f"bn_{i}", dtype=dtype)(conv(x, filters * mult, f"conv_{i}"))
+            x = keras.layers.LeakyReLU(0.2, dtype=dtype, name=f"act_{i}")(x)
             features.append(x)
         logits = keras.layers.Activation("linear", dtype="float32", name="logits")(
             conv(x, 1, "conv_5", strides=1, padding="valid"))
         probability = keras.layers.Activation("sigmoid", dtype="float32", name="probability")(logits)
         outputs = {"probability": probability, "logits": logits, "features": features}
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         self.image_size = image_size
         self.filters = filters
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "image_size": self.image_size,
-            "filters": self.filters,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

@@ -3,20 +3,7 @@
 import keras
 
 from zoo.errors import ZooError
-
-
-def torch_default_initializer():
-    """PyTorch's default conv init, U(±1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5)).
-
-    Keras computes a transposed conv's fan-in from its output channels, as PyTorch does.
-    """
-    return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
-
-
-def torch_batch_norm(name):
-    """`nn.BatchNorm2d` defaults (momentum 0.1 = Keras 0.9, eps 1e-5), synchronised over replicas so a
-    multi-replica step sees the statistics of the global batch."""
-    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=True, name=name)
+from zoo.layers import Configurable, torch_batch_norm, torch_kernel_initializer
 
 
 def check_image_size(image_size):
@@ -28,7 +15,7 @@ def check_image_size(image_size):
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class DiscoGANGenerator(keras.Model):
+class DiscoGANGenerator(Configurable, keras.Model):
     """Maps a [batch, S, S, 3] image in [0, 1] to an image of the other domain in [0, 1].
 
     Encoder: four 4x4 stride-2 convs (filters, 2f, 4f, 8f), BatchNorm on all but the first, LeakyReLU 0.2.
@@ -42,58 +29,49 @@ class DiscoGANGenerator(keras.Model):
         image_size: side of the square input (multiple of 16, at least 64).
         filters: channels of the first encoder conv (64 in the paper).
         bottleneck_units: None, or the channels of the 1x1 bottleneck (100 officially).
+        dtype: dtype policy of every layer but the float32 output (default: the global policy).
 
     Example:
         generator = DiscoGANGenerator()
         fake_b = generator(keras.random.uniform((8, 64, 64, 3)))   # [8, 64, 64, 3] in [0, 1]
     """
 
-    def __init__(self, image_size=64, filters=64, bottleneck_units=None, **kwargs):
+    def __init__(self, image_size=64, filters=64, bottleneck_units=None, dtype=None, **kwargs):
         check_image_size(image_size)
 
         def conv(x, units, name, strides=2, padding="same"):
-            return keras.layers.Conv2D(units, 4, strides, padding, use_bias=False,
-                                       kernel_initializer=torch_default_initializer(), name=name)(x)
+            return keras.layers.Conv2D(units, 4, strides, padding, use_bias=False, dtype=dtype,
+                                       kernel_initializer=torch_kernel_initializer(), name=name)(x)
 
         def deconv(x, units, name, strides=2, padding="same"):
-            return keras.layers.Conv2DTranspose(units, 4, strides, padding, use_bias=False,
-                                                kernel_initializer=torch_default_initializer(), name=name)(x)
+            return keras.layers.Conv2DTranspose(units, 4, strides, padding, use_bias=False, dtype=dtype,
+                                                kernel_initializer=torch_kernel_initializer(), name=name)(x)
+
+        def batch_norm(name):
+            return torch_batch_norm(name, dtype=dtype)
 
         inputs = keras.Input((image_size, image_size, 3), name="images")
         x = conv(inputs, filters, "encoder_conv_1")
-        x = keras.layers.LeakyReLU(0.2, name="encoder_act_1")(x)
+        x = keras.layers.LeakyReLU(0.2, dtype=dtype, name="encoder_act_1")(x)
         for i, mult in enumerate((2, 4, 8), start=2):
             x = conv(x, filters * mult, f"encoder_conv_{i}")
-            x = torch_batch_norm(f"encoder_bn_{i}")(x)
-            x = keras.layers.LeakyReLU(0.2, name=f"encoder_act_{i}")(x)
+            x = batch_norm(f"encoder_bn_{i}")(x)
+            x = keras.layers.LeakyReLU(0.2, dtype=dtype, name=f"encoder_act_{i}")(x)
         if bottleneck_units:
             x = conv(x, bottleneck_units, "bottleneck_conv", strides=1, padding="valid")
-            x = torch_batch_norm("bottleneck_bn")(x)
-            x = keras.layers.LeakyReLU(0.2, name="bottleneck_act")(x)
+            x = batch_norm("bottleneck_bn")(x)
+            x = keras.layers.LeakyReLU(0.2, dtype=dtype, name="bottleneck_act")(x)
             x = deconv(x, filters * 8, "bottleneck_deconv", strides=1, padding="valid")
-            x = torch_batch_norm("bottleneck_deconv_bn")(x)
-            x = keras.layers.ReLU(name="bottleneck_deconv_act")(x)
+            x = batch_norm("bottleneck_deconv_bn")(x)
+            x = keras.layers.ReLU(dtype=dtype, name="bottleneck_deconv_act")(x)
         for i, mult in enumerate((4, 2, 1), start=1):
             x = deconv(x, filters * mult, f"decoder_deconv_{i}")
-            x = torch_batch_norm(f"decoder_bn_{i}")(x)
-            x = keras.layers.ReLU(name=f"decoder_act_{i}")(x)
+            x = batch_norm(f"decoder_bn_{i}")(x)
+            x = keras.layers.ReLU(dtype=dtype, name=f"decoder_act_{i}")(x)
         x = deconv(x, 3, "decoder_deconv_4")
         outputs = keras.layers.Activation("sigmoid", dtype="float32", name="images_out")(x)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         self.image_size = image_size
         self.filters = filters
         self.bottleneck_units = bottleneck_units
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "image_size": self.image_size,
-            "filters": self.filters,
-            "bottleneck_units": self.bottleneck_units,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)

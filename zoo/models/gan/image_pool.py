@@ -3,9 +3,12 @@
 import keras
 import tensorflow as tf
 
+from zoo.layers import Configurable
+from zoo.ops import num_replicas, replica_id
+
 
 @keras.saving.register_keras_serializable(package="zoo")
-class ImagePool(keras.layers.Layer):
+class ImagePool(Configurable, keras.layers.Layer):
     """Holds up to `pool_size` past generated images; `query` returns the batch the discriminator sees.
 
     For each image in order: while the pool is filling it is stored and returned; once full, with
@@ -44,13 +47,12 @@ class ImagePool(keras.layers.Layer):
         """Returns the images to show the discriminator in place of `images` ([batch, *image_shape])."""
         if self.pool_size == 0:
             return images
-        ctx = tf.distribute.get_replica_context()
-        replicas = 1 if ctx is None else ctx.num_replicas_in_sync
+        replicas = num_replicas()
         local = tf.cast(images, tf.float32)
         batch = local.shape[0]
         if batch is None:
             raise ValueError("ImagePool.query needs a static batch size (batch with drop_remainder=True)")
-        everyone = local if replicas == 1 else ctx.all_gather(local, axis=0)
+        everyone = local if replicas == 1 else tf.distribute.get_replica_context().all_gather(local, axis=0)
 
         pool = tf.convert_to_tensor(self.images)
         count = tf.convert_to_tensor(self.count)
@@ -75,10 +77,5 @@ class ImagePool(keras.layers.Layer):
         shown = tf.stack(shown)
         if replicas > 1:
             shown = tf.reshape(shown, [replicas, batch, *self.image_shape])
-            shown = tf.gather(shown, ctx.replica_id_in_sync_group)
+            shown = tf.gather(shown, replica_id())
         return tf.cast(shown, images.dtype)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"pool_size": self.pool_size, "image_shape": list(self.image_shape), "seed": self.seed})
-        return config

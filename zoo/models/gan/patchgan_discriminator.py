@@ -2,12 +2,11 @@
 
 import keras
 
-from zoo.layers.normalization import InstanceNormalization
-from zoo.models.gan.cyclegan_generator import normal_initializer
+from zoo.layers import Configurable, InstanceNormalization, normal_initializer
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class PatchGANDiscriminator(keras.Model):
+class PatchGANDiscriminator(Configurable, keras.Model):
     """Scores overlapping 70x70 patches of an image in [-1, 1]; one raw (LSGAN) score per patch.
 
     C64-C128-C256-C512 (4x4 convs, stride 2 except the last, instance norm on all but the first, LeakyReLU
@@ -18,28 +17,30 @@ class PatchGANDiscriminator(keras.Model):
         filters: channels of the first conv (64).
         num_layers: stride-2 conv layers before the stride-1 ones (3 for the 70x70 PatchGAN).
         image_size: fixed input side, or None for any side.
+        dtype: dtype policy of every layer but the float32 output (default: the global policy).
 
     Example:
         discriminator = PatchGANDiscriminator()
         scores = discriminator(keras.random.uniform((1, 256, 256, 3), -1, 1))   # [1, 30, 30, 1]
     """
 
-    def __init__(self, filters=64, num_layers=3, image_size=None, **kwargs):
+    def __init__(self, filters=64, num_layers=3, image_size=None, dtype=None, **kwargs):
         def conv(x, units, strides, name):
-            x = keras.layers.ZeroPadding2D(1, name=f"{name}_pad")(x)
-            return keras.layers.Conv2D(units, 4, strides, kernel_initializer=normal_initializer(), name=name)(x)
+            x = keras.layers.ZeroPadding2D(1, dtype=dtype, name=f"{name}_pad")(x)
+            return keras.layers.Conv2D(units, 4, strides, kernel_initializer=normal_initializer(), dtype=dtype,
+                                       name=name)(x)
 
         inputs = keras.Input((image_size, image_size, 3), name="images")
-        x = keras.layers.LeakyReLU(0.2, name="conv_1_act")(conv(inputs, filters, 2, "conv_1"))
+        x = keras.layers.LeakyReLU(0.2, dtype=dtype, name="conv_1_act")(conv(inputs, filters, 2, "conv_1"))
         for i in range(1, num_layers + 1):
             units = filters * min(2 ** i, 8)
             name = f"conv_{i + 1}"
             x = conv(x, units, 2 if i < num_layers else 1, name)
-            x = InstanceNormalization(name=f"{name}_norm")(x)
-            x = keras.layers.LeakyReLU(0.2, name=f"{name}_act")(x)
+            x = InstanceNormalization(dtype=dtype, name=f"{name}_norm")(x)
+            x = keras.layers.LeakyReLU(0.2, dtype=dtype, name=f"{name}_act")(x)
         x = conv(x, 1, 1, "conv_out")
         outputs = keras.layers.Activation("linear", dtype="float32", name="scores")(x)
-        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        super().__init__(inputs=inputs, outputs=outputs, dtype=dtype, **kwargs)
 
         self.filters = filters
         self.num_layers = num_layers
@@ -51,16 +52,3 @@ class PatchGANDiscriminator(keras.Model):
         for _ in range(num_layers):
             image_size //= 2  # 4x4 convs, stride 2, padding 1
         return image_size - 2  # two 4x4 convs, stride 1, padding 1
-
-    def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "filters": self.filters,
-            "num_layers": self.num_layers,
-            "image_size": self.image_size,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
