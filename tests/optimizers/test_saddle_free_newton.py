@@ -1,5 +1,6 @@
 """SaddleFreeNewton: escapes saddles Newton falls into, is exact in a large enough Krylov space, and trains
-plain Keras models through `fit`, `zoo.training.Trainer` and a 2-replica MirroredStrategy alike."""
+Keras models that opt in (`SecondOrderSequential`, `SecondOrderTraining`) through `fit`,
+`zoo.training.Trainer` and a 2-replica MirroredStrategy alike, without touching any Keras class."""
 
 import keras
 import numpy as np
@@ -7,14 +8,8 @@ import pytest
 import tensorflow as tf
 
 from zoo.errors import ZooError
-from zoo.optimizers import SaddleFreeNewton
+from zoo.optimizers import SaddleFreeNewton, SecondOrderSequential, SecondOrderTraining
 from zoo.training.trainer import Trainer
-
-
-def two_replicas():
-    # Not the default collective all-reduce: a second MirroredStrategy in one process reuses its collective
-    # instance keys and clashes with the first one's (tensorflow/tensorflow#62790).
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
 def exact(**kwargs):
@@ -86,7 +81,7 @@ def _data():
 def _model(strategy=None, dtype=None, **compile_kwargs):
     with (strategy or tf.distribute.get_strategy()).scope():
         keras.utils.set_random_seed(1)
-        model = keras.Sequential([
+        model = SecondOrderSequential([
             keras.Input((3,)), keras.layers.Dense(6, activation="tanh", dtype=dtype), keras.layers.Dense(1, dtype=dtype)
         ])
         model.compile(optimizer=SaddleFreeNewton(krylov_dim=4, damping=1e-2), loss="mse", metrics=["mae"],
@@ -110,8 +105,8 @@ def test_state_updates_happen_once_per_step_as_in_keras():
     states = []
     for optimizer in (keras.optimizers.SGD(0.0), SaddleFreeNewton(krylov_dim=3, damping=1e-2)):
         keras.utils.set_random_seed(2)
-        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.BatchNormalization(momentum=0.5),
-                                  keras.layers.Dropout(0.5), keras.layers.Dense(1)])
+        model = SecondOrderSequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.BatchNormalization(momentum=0.5),
+                                       keras.layers.Dropout(0.5), keras.layers.Dense(1)])
         model.compile(optimizer=optimizer, loss="mse")
         model.fit(x, y, batch_size=32, epochs=1, verbose=0)  # one step: the statistics see the same weights
         states.append([np.asarray(v.numpy()) for v in model.non_trainable_variables])
@@ -129,16 +124,16 @@ def _dataset_fn(x, y, batch):
 
 
 @pytest.mark.distributed
-def test_two_replicas_take_the_same_steps_as_one(tmp_path):
+def test_two_replicas_take_the_same_steps_as_one(tmp_path, mirrored):
     x, y = _data()
-    strategy = two_replicas()
+    strategy = mirrored
     # float64: in float32 the two summation orders differ in the last bit, which Lanczos amplifies to ~1e-5
-    single, mirrored, trained = _model(dtype="float64"), _model(strategy, dtype="float64"), _model(strategy, "float64")
-    for model in (single, mirrored):
+    single, replicated, trained = _model(dtype="float64"), _model(strategy, dtype="float64"), _model(strategy, "float64")
+    for model in (single, replicated):
         model.fit(x, y, batch_size=32, epochs=4, shuffle=False, verbose=0)
     Trainer(trained, strategy=strategy, model_dir=str(tmp_path), dataset_fn=_dataset_fn(x, y, 32), global_batch_size=32,
             train_steps=4, verbose=False).train()
-    for model in (mirrored, trained):
+    for model in (replicated, trained):
         for a, b in zip(single.trainable_variables, model.trainable_variables):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
         assert model.optimizer.current_damping.numpy() == pytest.approx(single.optimizer.current_damping.numpy())
@@ -163,7 +158,7 @@ def test_trainer_step_compiles_with_xla(tmp_path):
     x, y = _data()
     with tf.distribute.get_strategy().scope():
         keras.utils.set_random_seed(1)
-        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model = SecondOrderSequential([keras.Input((3,)), keras.layers.Dense(1)])
         model.compile(optimizer=SaddleFreeNewton(krylov_dim=2, damping=1e-2), loss="mse")
     logs = Trainer(model, strategy=tf.distribute.get_strategy(), model_dir=str(tmp_path),
                    dataset_fn=_dataset_fn(x, y, 32), global_batch_size=32, train_steps=3, log_every=1, verbose=False,
@@ -186,3 +181,77 @@ def test_mixed_float16_loss_scaling_is_refused():
             model.fit(x, y, epochs=1, verbose=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+class SubclassedNet(SecondOrderTraining, keras.Model):
+    def __init__(self, dtype=None, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = keras.layers.Dense(6, activation="tanh", dtype=dtype)
+        self.out = keras.layers.Dense(1, dtype=dtype)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+class FunctionalNet(SecondOrderTraining, keras.Model):
+    pass
+
+
+def test_subclassed_and_functional_models_opt_in_with_the_mixin():
+    x, y = _data()
+    reference = _model(dtype="float64")
+    reference.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+    for build in (lambda: SubclassedNet(dtype="float64"),
+                  lambda: FunctionalNet(*_functional_graph())):
+        keras.utils.set_random_seed(1)
+        model = build()
+        model.compile(optimizer=SaddleFreeNewton(krylov_dim=4, damping=1e-2), loss="mse", metrics=["mae"])
+        model.fit(x, y, batch_size=32, epochs=3, shuffle=False, verbose=0)
+        for a, b in zip(reference.trainable_variables, model.trainable_variables):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def _functional_graph():
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(6, activation="tanh", dtype="float64")(inputs)
+    return inputs, keras.layers.Dense(1, dtype="float64")(hidden)
+
+
+def test_other_optimizers_keep_keras_train_step():
+    x, y = _data()
+    weights = []
+    for cls in (keras.Sequential, SecondOrderSequential):
+        keras.utils.set_random_seed(1)
+        model = cls([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+        weights.append([v.numpy() for v in model.trainable_variables])
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
+
+
+def _keras_classes():
+    return [c for c in keras.Sequential.__mro__ if c.__module__.startswith("keras")]
+
+
+def test_plain_keras_model_fails_in_one_line_saying_how_to_opt_in():
+    before = {c: dict(vars(c)) for c in _keras_classes()}
+    x, y = _data()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=SaddleFreeNewton(krylov_dim=2, damping=1e-2), loss="mse")
+    with pytest.raises(ZooError, match="SecondOrderSequential") as error:
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert "\n" not in str(error.value) and "SecondOrderTraining" in str(error.value)
+    assert {c: dict(vars(c)) for c in _keras_classes()} == before  # no Keras class was modified
+
+
+def test_second_order_sequential_saves_and_loads(tmp_path):
+    x, y = _data()
+    model = _model()
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    path = str(tmp_path / "sfn.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded) is SecondOrderSequential and isinstance(loaded.optimizer, SaddleFreeNewton)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert loaded.optimizer.current_damping.numpy() == model.optimizer.current_damping.numpy() != 1e-2

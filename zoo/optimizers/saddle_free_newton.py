@@ -1,13 +1,22 @@
 """Saddle-free Newton (Dauphin et al., NIPS 2014) in a Krylov subspace, as a Keras optimizer.
 
 A Keras optimizer only sees gradients, but this method needs the loss itself (Hessian-vector products and
-a line search). So it brings its own train step, `SaddleFreeNewton.train_step(model, data)`: creating a
-`SaddleFreeNewton` installs a small hook on `keras.Model.train_step` that runs it for models compiled with
-this optimizer (every other model is untouched). `model.fit` and `zoo.training.Trainer` then just work.
-Models with their own `train_step` call `optimizer.minimize(loss_fn, variables)` instead.
+a line search). So it brings its own train step, `SaddleFreeNewton.train_step(model, data)`, which a model
+opts into by deriving from `SecondOrderTraining` (or by being a `SecondOrderSequential`): `compile` + `fit`
+and `zoo.training.Trainer` then just work. Nothing in Keras is patched; a plain `keras.Model` compiled with
+this optimizer fails in `fit` with a `ZooError` saying how to opt in. Models with their own `train_step`
+call `optimizer.minimize(loss_fn, variables)` instead.
+
+```python
+model = SecondOrderSequential([keras.Input((3,)), keras.layers.Dense(6, activation="tanh"), keras.layers.Dense(1)])
+model.compile(optimizer=SaddleFreeNewton(krylov_dim=4, damping=1e-2), loss="mse")
+model.fit(x, y, batch_size=32, epochs=10)
+
+class Net(SecondOrderTraining, keras.Model):   # subclassed (or functional: Net(inputs, outputs)) models
+    ...
+```
 """
 
-import functools
 import math
 import numbers
 
@@ -53,6 +62,7 @@ class SaddleFreeNewton(keras.optimizers.Optimizer):
     Example:
 
     ```python
+    model = SecondOrderSequential([keras.Input((3,)), keras.layers.Dense(1)])  # opts into this train step
     model.compile(optimizer=SaddleFreeNewton(krylov_dim=20, damping=1e-2), loss="mse")
     model.fit(x, y, batch_size=len(x), epochs=50)
 
@@ -83,7 +93,6 @@ class SaddleFreeNewton(keras.optimizers.Optimizer):
         self.damping = float(damping)
         self.damping_search = tuple(float(f) for f in search) or None
         self._stepping = False
-        _install_train_step_hook()
 
     def build(self, variables):
         if self.built:
@@ -119,6 +128,8 @@ class SaddleFreeNewton(keras.optimizers.Optimizer):
     def train_step(self, model, data):
         """Keras' default `train_step` (same loss, metrics and state updates) with a saddle-free Newton step."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if not model.built:  # a subclassed model's first step: create its variables symbolically (no compute)
+            model(tf.nest.map_structure(lambda t: keras.KerasTensor(t.shape, t.dtype), x), training=True)
         trainable = list(model.trainable_variables)
         state = list(model.non_trainable_variables)
         snapshot = [tf.convert_to_tensor(v) for v in state]  # every evaluation sees the same seeds/statistics
@@ -147,8 +158,10 @@ class SaddleFreeNewton(keras.optimizers.Optimizer):
     def apply(self, grads, trainable_variables=None):
         if not self._stepping:
             raise ZooError(
-                "SaddleFreeNewton needs the loss, not only gradients: use model.fit / Model.train_step, "
-                "or call optimizer.minimize(loss_fn, variables) in a custom train step"
+                "SaddleFreeNewton needs the loss, not only gradients: build the model as "
+                "zoo.optimizers.SecondOrderSequential([...]) or from a class deriving from "
+                "(zoo.optimizers.SecondOrderTraining, keras.Model), or call optimizer.minimize(loss_fn, variables) "
+                "in a custom train_step"
             )
         return super().apply(grads, trainable_variables)
 
@@ -284,13 +297,29 @@ def _lanczos(g, hvp, k):
     return tf.stack(basis), gnorm, ritz, vectors
 
 
-def _install_train_step_hook():
-    """Makes `keras.Model.train_step` run `optimizer.train_step(model, data)` for SaddleFreeNewton models."""
-    if getattr(keras.Model.train_step, "_zoo_saddle_free_newton", False):
-        return
-    keras_train_step = keras.Model.train_step
+class SecondOrderTraining:
+    """Mixin that lets a Keras model train with an optimizer that needs the loss (`SaddleFreeNewton`).
 
-    @functools.wraps(keras_train_step)
+    Put it first in the bases, `class Net(SecondOrderTraining, keras.Model)`: when the compiled optimizer
+    is a `SaddleFreeNewton`, `train_step` runs `optimizer.train_step(self, data)` (Keras' own loss, metrics
+    and state updates with a saddle-free Newton step); any other optimizer gets the next class's
+    `train_step` unchanged. Works with `fit`, `zoo.training.Trainer` and `tf.distribute`.
+
+    ```python
+    class Net(SecondOrderTraining, keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.dense(x)
+
+    net = Net()
+    net.compile(optimizer=SaddleFreeNewton(krylov_dim=4, damping=1e-2), loss="mse")
+    net.fit(x, y, batch_size=len(x), epochs=10)
+    ```
+    """
+
     def train_step(self, data):
         optimizer = getattr(self, "optimizer", None)
         if isinstance(optimizer, SaddleFreeNewton):
@@ -300,7 +329,15 @@ def _install_train_step_hook():
                 "SaddleFreeNewton has no dynamic loss scaling: under mixed_float16 compile with "
                 "auto_scale_loss=False, or use mixed_bfloat16"
             )
-        return keras_train_step(self, data)
+        return super().train_step(data)
 
-    train_step._zoo_saddle_free_newton = True
-    keras.Model.train_step = train_step
+
+@keras.saving.register_keras_serializable(package="zoo")
+class SecondOrderSequential(SecondOrderTraining, keras.Sequential):
+    """A `keras.Sequential` that trains with `SaddleFreeNewton` (see `SecondOrderTraining`).
+
+    ```python
+    model = SecondOrderSequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=SaddleFreeNewton(krylov_dim=2, damping=1e-2), loss="mse")
+    ```
+    """
