@@ -320,3 +320,13 @@ def test_dataset_errors(id_examples):
         bert_pretraining.make_dataset(id_examples, 0)
     with pytest.raises(ZooError, match=r"lack the features \['nsp_labels'\]"):
         bert_pretraining.make_dataset({k: v for k, v in id_examples.items() if k != "nsp_labels"}, 8)
+
+
+def test_compiled_tokenizer_matches_eager_calls():
+    # More sentences than one batch go through a tf.function; fewer through eager calls. Same ids either way.
+    docs = word_docs(6) + [["Hello, wörld!  w1 w2 W3", "Ünknown tokens: [MASK] ¿qué?", "   "], ["w4"]]
+    tokenizer = wordpiece.make_tokenizer(WORD_VOCAB)
+    compiled = bert_pretraining.tokenize_documents(docs, tokenizer, batch_size=7)
+    eager = bert_pretraining.tokenize_documents(docs, tokenizer, batch_size=10**6)
+    assert compiled == eager and len(eager) == 8 and all(len(s) for d in eager for s in d)
+    assert eager[6][0][-3:] == [WORD_VOCAB.index("w1"), WORD_VOCAB.index("w2"), WORD_VOCAB.index("w3")]

@@ -117,3 +117,35 @@ def test_default_corpus_missing(tmp_path, monkeypatch):
 def test_default_corpus_location():
     corpus = text_sources.default_corpus_dir()
     assert str(corpus).replace("\\", "/").endswith("zoo/data/corpus")
+
+
+def test_iter_documents_streams_lazily(tmp_path):
+    first = write(tmp_path / "a.txt", "One.\nTwo.\n\nThree.\n")
+    write(tmp_path / "b.txt", "Four.\n")
+    (tmp_path / "c.txt").write_bytes(b"\xff\xfe broken")
+    stream = text_sources.iter_documents(input_files=str(tmp_path / "*.txt"))
+    assert stream.total_bytes == 18 + 6 + 9 and stream.bytes_read == 0
+    documents = iter(stream)
+    assert next(documents) == ["One.", "Two."]  # read before the broken file is reached
+    assert stream.bytes_read == 18 and stream.documents_read == 0
+    assert next(documents) == ["Three."] and next(documents) == ["Four."]
+    with pytest.raises(ZooError, match=r"c\.txt.*not UTF-8 .* at byte 0"):
+        next(documents)
+    assert list(text_sources.iter_documents(input_files=[first], max_documents=1)) == [["One.", "Two."]]
+    with pytest.raises(ZooError, match="matches no file"):  # globs are checked at once, before iterating
+        text_sources.iter_documents(input_files=str(tmp_path / "none*.txt"))
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 7, 64, 1 << 20])
+def test_file_blocks_split_like_whole_files(tmp_path, block_size):
+    text = "Ünïcödé ✓ one.\r\nTwo ✓.\r\n \t\r\n\r\nThree.\u2028Four.\n\n\n  Five.  \nSix"
+    path = write(tmp_path / "a.txt", text)
+    stream = text_sources.DocumentStream(len(text.encode("utf-8")))
+    documents = list(text_sources._file_documents([path], stream, block_size=block_size))
+    assert documents == text_sources.parse_documents(text.splitlines())
+    assert documents == [["Ünïcödé ✓ one.", "Two ✓."], ["Three.", "Four."], ["Five.", "Six"]]
+    assert stream.bytes_read == stream.total_bytes
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("ok ✓\nstill ok\n".encode("utf-8") + b"\xff\n")
+    with pytest.raises(ZooError, match=r"bad\.txt.*not UTF-8 text \(invalid start byte at byte 16\)"):
+        list(text_sources._file_documents([str(bad)], text_sources.DocumentStream(20), block_size=block_size))

@@ -8,6 +8,8 @@ Example:
 docs = load_documents(input_files=["corpus/*.txt"])          # one sentence per line, blank line = new document
 docs = load_documents(tfds_name="imdb_reviews", tfds_text_key="text", data_dir="~/tensorflow_datasets")
 docs = load_documents()                                       # the small corpus shipped in zoo/data/corpus/
+for doc in iter_documents(input_files="wiki/*.txt"):          # the same documents, read lazily (bounded memory)
+    ...
 ```
 """
 
@@ -20,7 +22,15 @@ from zoo.errors import ZooError
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"'\)\]])\s+")
 
 
-def load_documents(
+def load_documents(*args, **kwargs):
+    """Returns the documents (lists of sentences) of one source, all in memory: `list(iter_documents(...))`.
+
+    With neither `input_files` nor `tfds_name`, the embedded default corpus is returned.
+    """
+    return list(iter_documents(*args, **kwargs))
+
+
+def iter_documents(
     input_files=None,
     tfds_name=None,
     tfds_text_key="text",
@@ -29,7 +39,7 @@ def load_documents(
     download=False,
     max_documents=None,
 ):
-    """Returns the documents (lists of sentences) of one source.
+    """The documents of one source, read lazily: a single-pass `DocumentStream`.
 
     Args:
         input_files: paths or globs (a list, or one comma-separated string) of text files with one sentence
@@ -42,17 +52,48 @@ def load_documents(
         download: let tensorflow-datasets download `tfds_name` if it is not in `data_dir`.
         max_documents: keep at most this many (non-empty) documents.
 
-    With neither `input_files` nor `tfds_name`, the embedded default corpus is returned.
+    With neither `input_files` nor `tfds_name`, the embedded default corpus. Arguments, globs and the dataset
+    are checked at once; a file's content errors (not UTF-8, no text) are raised when the stream reaches it.
+    Memory holds one document (and one 1 MiB block of a file) at a time.
     """
     if max_documents is not None and max_documents < 1:
         raise ZooError(f"max_documents must be at least 1, got {max_documents}")
     if input_files and tfds_name:
         raise ZooError("give either --input_files or --tfds_name, not both")
     if tfds_name:
-        return _tfds_documents(tfds_name, tfds_text_key, tfds_split, data_dir, download, max_documents)
-    if input_files:
-        return _file_documents(input_files, max_documents)
-    return _default_documents(max_documents)
+        stream = DocumentStream(None)
+        stream._documents = _tfds_documents(tfds_name, tfds_text_key, tfds_split, data_dir, download)
+    elif input_files:
+        paths = _resolve_files(input_files)
+        stream = DocumentStream(sum(_file_size(p) for p in paths))
+        stream._documents = _file_documents(paths, stream)
+    else:
+        stream = DocumentStream(None)
+        stream._documents = _default_documents()
+    stream._max_documents = max_documents
+    return stream
+
+
+class DocumentStream:
+    """A single pass over the documents of one source (see `iter_documents`).
+
+    `bytes_read` and `total_bytes` (text files only; `None` otherwise) tell how far the pass has come;
+    `documents_read` counts the documents yielded so far.
+    """
+
+    def __init__(self, total_bytes):
+        self.total_bytes = total_bytes
+        self.bytes_read = 0 if total_bytes is not None else None
+        self.documents_read = 0
+        self._documents = iter(())
+        self._max_documents = None
+
+    def __iter__(self):
+        for document in self._documents:
+            yield document
+            self.documents_read += 1
+            if self._max_documents and self.documents_read >= self._max_documents:
+                return
 
 
 def split_sentences(text):
@@ -84,7 +125,7 @@ def default_corpus_dir():
     return importlib.resources.files("zoo.data").joinpath("corpus")
 
 
-def _file_documents(input_files, max_documents):
+def _resolve_files(input_files):
     import tensorflow as tf
 
     if isinstance(input_files, str):
@@ -101,23 +142,53 @@ def _file_documents(input_files, max_documents):
             raise ZooError(f"--input_files: no such file {pattern!r}")
         else:
             paths.append(pattern)
-    documents = []
+    return paths
+
+
+def _file_size(path):
+    import tensorflow as tf
+
+    return tf.io.gfile.stat(path).length
+
+
+def _file_documents(paths, stream, block_size=1 << 20):
+    """Documents of each file in turn, read in blocks cut at line ends (the same lines as `str.splitlines`)."""
+    import tensorflow as tf
+
     for path in paths:
-        try:
-            with tf.io.gfile.GFile(path, "rb") as f:
-                text = f.read().decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ZooError(f"--input_files: {path!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
-        file_documents = parse_documents(text.splitlines())
-        if not file_documents:
+        found, document, offset, rest = False, [], 0, b""
+        with tf.io.gfile.GFile(path, "rb") as f:
+            while True:
+                block = f.read(block_size)
+                data = rest + block
+                cut = len(data) if not block else data.rfind(b"\n") + 1
+                data, rest = data[:cut], data[cut:]
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise ZooError(
+                        f"--input_files: {path!r} is not UTF-8 text ({e.reason} at byte {offset + e.start})"
+                    ) from None
+                offset += len(data)
+                stream.bytes_read += len(data)
+                for line in text.splitlines():
+                    line = line.strip()
+                    if line:
+                        document.append(line)
+                    elif document:
+                        found = True
+                        yield document
+                        document = []
+                if not block:
+                    break
+        if document:
+            found = True
+            yield document
+        if not found:
             raise ZooError(f"--input_files: {path!r} has no text (expected one sentence per line)")
-        documents.extend(file_documents)
-        if max_documents and len(documents) >= max_documents:
-            break
-    return documents[:max_documents] if max_documents else documents
 
 
-def _tfds_documents(name, text_key, split, data_dir, download, max_documents):
+def _tfds_documents(name, text_key, split, data_dir, download):
     from zoo.data import tfds_offline
 
     ds = tfds_offline.load(name, split, data_dir=data_dir, download=download)
@@ -127,30 +198,40 @@ def _tfds_documents(name, text_key, split, data_dir, download, max_documents):
         raise ZooError(
             f"dataset {name!r} has no feature {text_key!r}; set --tfds_text_key to one of {available}"
         )
-    documents = []
-    for text in ds.map(lambda example: example[text_key]).as_numpy_iterator():
+    return _tfds_texts(ds.map(lambda example: example[text_key]), name, split, text_key)
+
+
+def _tfds_texts(ds, name, split, text_key):
+    found = False
+    for text in ds.as_numpy_iterator():
         if not isinstance(text, bytes):
             raise ZooError(f"feature {text_key!r} of dataset {name!r} is not text; choose another --tfds_text_key")
         sentences = split_sentences(text.decode("utf-8", errors="replace"))
         if sentences:
-            documents.append(sentences)
-            if max_documents and len(documents) >= max_documents:
-                break
-    if not documents:
+            found = True
+            yield sentences
+    if not found:
         raise ZooError(f"split {split!r} of dataset {name!r} has no text in feature {text_key!r} (--tfds_text_key)")
-    return documents
 
 
-def _default_documents(max_documents):
+def _default_documents():
     corpus = default_corpus_dir()
     files = [f for f in corpus.iterdir() if f.name.endswith(".txt")] if corpus.is_dir() else []
     files.sort(key=lambda f: f.name)
-    documents = []
-    for f in files:
-        documents.extend(parse_documents(f.read_text(encoding="utf-8").splitlines()))
-    if not documents:
-        raise ZooError(
-            f"the embedded default corpus (zoo/data/corpus/*.txt) is missing or empty in this install ({corpus}); "
-            "reinstall zoo, or give --input_files or --tfds_name"
-        )
-    return documents[:max_documents] if max_documents else documents
+    missing = ZooError(
+        f"the embedded default corpus (zoo/data/corpus/*.txt) is missing or empty in this install ({corpus}); "
+        "reinstall zoo, or give --input_files or --tfds_name"
+    )
+    if not files:
+        raise missing
+
+    def documents():
+        found = False
+        for f in files:
+            for document in parse_documents(f.read_text(encoding="utf-8").splitlines()):
+                found = True
+                yield document
+        if not found:
+            raise missing
+
+    return documents()
