@@ -23,34 +23,36 @@ steps per task; the reference runs 3000 / 1000 iterations at 1e-4 with the 32×3
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import flags  # noqa: E402
-
-from zoo import flags as zoo_flags  # noqa: E402
-
-zoo_flags.define_common_flags(train_steps=200, global_batch_size=64, learning_rate=1e-3, model_dir="runs/dgr",
-                              export_dir="runs/dgr/export", checkpoint_every=100, log_every=50)
-flags.DEFINE_string("tasks", "split", "Task sequence: split, permuted (8×8 digits, offline), mnist_svhn or svhn_mnist "
-                    "(tensorflow-datasets mnist and svhn_cropped in --data_dir).")
-flags.DEFINE_integer("num_tasks", 5, "Tasks of the split or permuted digits sequences.")
-flags.DEFINE_list("methods", ["generative", "exact", "none"],
-                  "Replay methods to run and compare: generative, exact, none. The first one is exported.")
-flags.DEFINE_string("preset", None, "Network preset: digits, mnist or svhn (default: digits for the digit "
-                    "sequences, svhn for MNIST/SVHN).")
-flags.DEFINE_integer("generator_steps", 300, "Generator steps per task (each: --critic_steps critic updates, "
-                     "then one generator update). --train_steps is the solver's steps per task.")
-flags.DEFINE_float("replay_ratio", 0.3, "r: weight of the current task's loss; 1 - r goes to the replayed data.")
-flags.DEFINE_integer("critic_steps", 5, "Critic updates per generator update.")
-flags.DEFINE_float("gradient_penalty", 10.0, "WGAN-GP penalty weight λ.")
-flags.DEFINE_float("weight_decay", 1e-5, "Coupled L2 weight decay of all three optimizers (as PyTorch Adam's).")
-flags.DEFINE_integer("test_size", 1024, "Test examples per task for the accuracy table.")
-flags.DEFINE_integer("sample_every", 100, "Generator steps between sample sheets (checked every --log_every steps).")
-FLAGS = flags.FLAGS
+from zoo import flags as zoo_flags
+from zoo.flags import FREE, MODEL, Enum, Float, Int, List
 
 METHODS = ("generative", "exact", "none")
+SPEC = zoo_flags.declare(
+    *zoo_flags.common(train_steps=200, global_batch_size=64, learning_rate=1e-3, model_dir="runs/dgr",
+                      checkpoint_every=100, log_every=50),
+    Enum("tasks", "split", ("split", "permuted", "mnist_svhn", "svhn_mnist"), "Task sequence: split, permuted "
+         "(8×8 digits, offline), mnist_svhn or svhn_mnist (tensorflow-datasets mnist and svhn_cropped in "
+         "--data_dir)."),
+    Int("num_tasks", 5, "Tasks of the split or permuted digits sequences.", at_least=1),
+    List("methods", list(METHODS), "Replay methods to run and compare: generative, exact, none. The first one is "
+         "exported.", role=FREE, choices=METHODS),
+    Enum("preset", None, ("digits", "mnist", "svhn"), "Network preset: digits, mnist or svhn (default: digits "
+         "for the digit sequences, svhn for MNIST/SVHN)."),
+    Int("generator_steps", 300, "Generator steps per task (each: --critic_steps critic updates, then one "
+        "generator update). --train_steps is the solver's steps per task.", at_least=1),
+    Float("replay_ratio", 0.3, "r: weight of the current task's loss; 1 - r goes to the replayed data.",
+          role=MODEL, at_least=0, at_most=1),
+    Int("critic_steps", 5, "Critic updates per generator update.", role=MODEL, at_least=1),
+    Float("gradient_penalty", 10.0, "WGAN-GP penalty weight λ.", role=MODEL, at_least=0),
+    Float("weight_decay", 1e-5, "Coupled L2 weight decay of all three optimizers (as PyTorch Adam's).", role=MODEL,
+          at_least=0),
+    Int("test_size", 1024, "Test examples per task for the accuracy table.", role=FREE, at_least=1),
+    Int("sample_every", 100, "Generator steps between sample sheets (checked every --log_every steps).",
+        role=FREE, at_least=1),
+    checks=[lambda hp: None if len(set(hp.methods)) == len(hp.methods) > 0 else
+            f"--methods={','.join(hp.methods)}: give distinct methods from {', '.join(METHODS)}"],
+)
 
 
 def evaluate(solver, tests, batch_size=256):
@@ -132,40 +134,30 @@ def main(argv):
     from zoo.training.export import export_saved_model
     from zoo.training.trainer import Trainer
 
-    methods = [m.strip() for m in FLAGS.methods if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods or len(set(methods)) != len(methods):
-        raise ZooError(f"--methods={','.join(FLAGS.methods)}: give distinct methods from {', '.join(METHODS)}")
-    for name in ("generator_steps", "test_size", "sample_every"):
-        if FLAGS[name].value < 1:
-            raise ZooError(f"--{name} must be at least 1, got {FLAGS[name].value}")
-    precision.set_policy(FLAGS.mixed_precision)
-    strategy = strategies.from_flag(FLAGS.strategy, FLAGS.tpu)
+    hp = SPEC.values()
+    methods = hp.methods
+    precision.set_policy(hp.mixed_precision)
+    strategy = strategies.from_flag(hp.strategy, hp.tpu)
     chief = strategies.is_chief(strategy)
 
-    tasks = digits.task_sequence(FLAGS.tasks, num_tasks=FLAGS.num_tasks, seed=FLAGS.seed, data_dir=FLAGS.data_dir,
-                                 download=FLAGS.download)
-    preset = FLAGS.preset or ("digits" if FLAGS.tasks in ("split", "permuted") else "svhn")
+    tasks = digits.task_sequence(hp.tasks, num_tasks=hp.num_tasks, seed=hp.seed, data_dir=hp.data_dir,
+                                 download=hp.download)
+    preset = hp.preset or ("digits" if hp.tasks in ("split", "permuted") else "svhn")
     probe = create_model("dgr_solver", preset=preset)
     if tuple(probe.input_shape[1:]) != tasks[0].image_shape:
-        raise ZooError(f"--preset={preset} takes {probe.input_shape[1:]} images but --tasks={FLAGS.tasks} has "
+        raise ZooError(f"--preset={preset} takes {probe.input_shape[1:]} images but --tasks={hp.tasks} has "
                        f"{tasks[0].image_shape}; leave --preset unset to pick the matching one")
-    tests = [digits.test_arrays(t, FLAGS.test_size) for t in tasks]
-    run_config = {flag: FLAGS[flag].value for flag in (
-        "tasks", "num_tasks", "generator_steps", "replay_ratio", "critic_steps", "gradient_penalty",
-        "weight_decay", "global_batch_size", "learning_rate", "mixed_precision", "seed")}
-    run_config["preset"] = preset
+    tests = [digits.test_arrays(t, hp.test_size) for t in tasks]
+    run_config = hp.run_config(preset=preset)  # the preset picked, when --preset is not given
 
     def build(method, task, previous):
         generative = method == "generative"
         replay = dict(replay_generator=previous.generator, replay_solver=previous.solver) if (
             generative and previous is not None) else {}
         with strategy.scope():
-            scholar = create_model(
-                "dgr", preset=preset, with_generator=generative, replay_ratio=FLAGS.replay_ratio,
-                critic_steps=FLAGS.critic_steps, gradient_penalty=FLAGS.gradient_penalty,
-                weight_decay=FLAGS.weight_decay, seed=FLAGS.seed * 1000 + task, **replay)
-            scholar.compile(learning_rate=FLAGS.learning_rate)
+            scholar = create_model("dgr", **hp.model_args(preset=preset, with_generator=generative,
+                                                          seed=hp.seed * 1000 + task, **replay))
+            scholar.compile(learning_rate=hp.learning_rate)
             if previous is not None:
                 scholar.continue_from(previous)
         return scholar
@@ -177,11 +169,11 @@ def main(argv):
 
     def train_role(scholar, method, k, role, steps):
         scholar.role = role
-        directory = os.path.join(FLAGS.model_dir, method, f"task_{k + 1}", role)
+        directory = os.path.join(hp.model_dir, method, f"task_{k + 1}", role)
         replay_tasks = tasks[:k] if method == "exact" else ()
 
         def dataset_fn(ctx):
-            return digits.train_dataset(tasks[k], ctx, FLAGS.global_batch_size, seed=FLAGS.seed * 1000 + k,
+            return digits.train_dataset(tasks[k], ctx, hp.global_batch_size, seed=hp.seed * 1000 + k,
                                         replay_tasks=replay_tasks)
 
         hooks = []
@@ -189,11 +181,11 @@ def main(argv):
             last = {"step": 0}
 
             def write_samples(step, logs):
-                if step - last["step"] < FLAGS.sample_every and step != steps:
+                if step - last["step"] < hp.sample_every and step != steps:
                     return
                 last["step"] = step
                 sheet = sample_sheet(scholar)
-                images.write_png(os.path.join(FLAGS.model_dir, "samples", f"task_{k + 1}_step_{step:06d}.png"), sheet)
+                images.write_png(os.path.join(hp.model_dir, "samples", f"task_{k + 1}_step_{step:06d}.png"), sheet)
                 with trainer.summary_writer.as_default(step=step):
                     tf.summary.image("samples", sheet[None])
 
@@ -202,20 +194,19 @@ def main(argv):
             print(f"\n== {method}: task {k + 1}/{len(tasks)} ({tasks[k].name}), {role}", flush=True)
         trainer = Trainer(
             scholar, strategy=strategy, model_dir=directory, dataset_fn=dataset_fn,
-            global_batch_size=FLAGS.global_batch_size, train_steps=steps, checkpoint_every=FLAGS.checkpoint_every,
-            log_every=FLAGS.log_every, jit_compile=FLAGS.jit_compile,
-            config={**run_config, "method": method, "task": k + 1, "role": role}, hooks=hooks)
+            config={**run_config, "method": method, "task": k + 1, "role": role}, hooks=hooks,
+            **{**hp.trainer_args(), "train_steps": steps})
         return trainer.train()
 
     table, finals = {}, {}
     for method in methods:
-        keras.utils.set_random_seed(FLAGS.seed)  # every method starts from the same networks
+        keras.utils.set_random_seed(hp.seed)  # every method starts from the same networks
         previous, rows = None, []
         for k in range(len(tasks)):
             scholar = build(method, k, previous)
             if method == "generative":
-                train_role(scholar, method, k, "generator", FLAGS.generator_steps)
-            train_role(scholar, method, k, "solver", FLAGS.train_steps)
+                train_role(scholar, method, k, "generator", hp.generator_steps)
+            train_role(scholar, method, k, "solver", hp.train_steps)
             rows.append(evaluate(scholar.solver, tests))
             if chief:
                 print(f"{method} after task {k + 1}: " + ", ".join(f"{a:.3f}" for a in rows[-1]), flush=True)
@@ -223,23 +214,23 @@ def main(argv):
         table[method], finals[method] = rows, previous
 
     if chief:
-        tf.io.gfile.makedirs(FLAGS.model_dir)
-        text = write_table(os.path.join(FLAGS.model_dir, "accuracy.csv"), tasks, table)
-        plot_table(os.path.join(FLAGS.model_dir, "accuracy.png"), tasks, table)
+        tf.io.gfile.makedirs(hp.model_dir)
+        text = write_table(os.path.join(hp.model_dir, "accuracy.csv"), tasks, table)
+        plot_table(os.path.join(hp.model_dir, "accuracy.png"), tasks, table)
         print("\nTest accuracy on every task after each task (" + ", ".join(
             f"task_{i + 1} = {t.name}" for i, t in enumerate(tasks)) + "):\n" + text.replace(",", "\t"), flush=True)
-        print(f"wrote {os.path.join(FLAGS.model_dir, 'accuracy.csv')} and accuracy.png", flush=True)
+        print(f"wrote {os.path.join(hp.model_dir, 'accuracy.csv')} and accuracy.png", flush=True)
 
-    if FLAGS.export_dir:
+    if hp.export_dir:
         scholar = finals[methods[0]]
         endpoints = dgr_serving.solver_endpoints(scholar.solver, images.decode_image_batch)
-        path = export_saved_model(os.path.join(FLAGS.export_dir, "solver"), scholar.solver, endpoints,
+        path = export_saved_model(os.path.join(hp.export_dir, "solver"), scholar.solver, endpoints,
                                   strategy=strategy)
         if chief:
             print(f"exported {path}", flush=True)
         if scholar.generator is not None:
             endpoints = dgr_serving.generator_endpoints(scholar, images.encode_png_batch)
-            path = export_saved_model(os.path.join(FLAGS.export_dir, "generator"), scholar.generator, endpoints,
+            path = export_saved_model(os.path.join(hp.export_dir, "generator"), scholar.generator, endpoints,
                                       strategy=strategy)
             if chief:
                 print(f"exported {path}", flush=True)

@@ -23,30 +23,30 @@ that trains no model to keep.
 import dataclasses
 import math
 import os
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-from zoo import flags as zoo_flags  # noqa: E402
-
-zoo_flags.define_common_flags(train_steps=2000, global_batch_size=1792, learning_rate=0.5)
-flags.DEFINE_string("output_dir", "runs/optimizer_convergence", "Where convergence.csv and convergence.png go.")
-flags.DEFINE_list("problems", None, "Problems to run (default all): quadratic_100, quadratic_1000, "
-                  "nesterov_worst, rosenbrock, saddle, monkey_saddle, autoencoder.")
-flags.DEFINE_list("methods", None, "Methods to run (default all): gd, heavy_ball, nesterov, ogm, sgd_momentum, "
-                  "adam, newton, sfn.")
-flags.DEFINE_integer("second_order_steps", 60, "Iterations of Newton and saddle-free Newton.")
-flags.DEFINE_integer("krylov_dim", 20, "Krylov dimension of saddle-free Newton.")
-flags.DEFINE_float("adam_learning_rate", 0.01, "Adam's learning rate (it has no theory-given step).")
-flags.DEFINE_float("tolerance", 1e-8, "Relative gap (f − f*)/(f_0 − f*) that counts as converged.")
-FLAGS = flags.FLAGS
+from zoo import flags as zoo_flags
+from zoo.flags import Float, Int, List, String
 
 PROBLEMS = ("quadratic_100", "quadratic_1000", "nesterov_worst", "rosenbrock", "saddle", "monkey_saddle",
             "autoencoder")
 METHODS = ("gd", "heavy_ball", "nesterov", "ogm", "sgd_momentum", "adam", "newton", "sfn")
+SPEC = zoo_flags.declare(
+    *zoo_flags.common(train_steps=2000, global_batch_size=1792, learning_rate=0.5, only=(  # the others do not
+        "strategy", "tpu", "mixed_precision", "jit_compile", "train_steps", "global_batch_size", "learning_rate",
+        "seed")),  # apply to a study that trains no model to keep
+    String("output_dir", "runs/optimizer_convergence", "Where convergence.csv and convergence.png go."),
+    List("problems", None, "Problems to run (default all): " + ", ".join(PROBLEMS) + ".", choices=PROBLEMS),
+    List("methods", None, "Methods to run (default all): " + ", ".join(METHODS) + ".", choices=METHODS),
+    Int("second_order_steps", 60, "Iterations of Newton and saddle-free Newton.", at_least=1),
+    Int("krylov_dim", 20, "Krylov dimension of saddle-free Newton.", at_least=1),
+    Float("adam_learning_rate", 0.01, "Adam's learning rate (it has no theory-given step).", above=0),
+    Float("tolerance", 1e-8, "Relative gap (f − f*)/(f_0 − f*) that counts as converged.", above=0, below=1),
+)
+FLAGS = flags.FLAGS
+
 CHUNK = 100  # first-order steps per tf.function call
 WORST_STEPS = 100  # Nesterov's worst function is built for this many steps
 
@@ -405,17 +405,9 @@ def main(argv):
     from zoo.errors import ZooError
     from zoo.training import precision, strategy as strategies
 
+    SPEC.values()  # validated (zoo_flags.run does it before main too); FLAGS holds the same values
     problems = FLAGS.problems or list(PROBLEMS)
     methods = FLAGS.methods or list(METHODS)
-    for flag, chosen, known in (("problems", problems, PROBLEMS), ("methods", methods, METHODS)):
-        unknown = sorted(set(chosen) - set(known))
-        if unknown:
-            raise ZooError(f"unknown --{flag}={','.join(unknown)}; choose from: {', '.join(known)}")
-    for flag in ("train_steps", "second_order_steps", "krylov_dim", "global_batch_size"):
-        if getattr(FLAGS, flag) < 1:
-            raise ZooError(f"--{flag} must be at least 1, got {getattr(FLAGS, flag)}")
-    if not 0 < FLAGS.tolerance < 1:
-        raise ZooError(f"--tolerance must be in (0, 1), got {FLAGS.tolerance}")
     tf.get_logger().setLevel("ERROR")  # one tf.function per method: the retracing warnings are expected
     strategy = strategies.from_flag(FLAGS.strategy, FLAGS.tpu)
     if FLAGS.jit_compile and strategy.num_replicas_in_sync > 1:

@@ -2,28 +2,23 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.recipe_run import assert_one_line_error, run_recipe, start_recipe, summary_scalars
 from tests.tf_only import run_tf_only
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RECIPE = os.path.join(ROOT, "recipes", "bert_pretrain.py")
 SMALL = ["--max_documents=40", "--dupe_factor=1", "--seq_length=64", "--max_predictions=10", "--warmup_steps=2",
          "--global_batch_size=8", "--vocab_size=400"]
-ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
 
 pytestmark = pytest.mark.slow
 
 
 def run(*args, env=None, timeout=600):
-    return subprocess.run([sys.executable, RECIPE, *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**ENV, **(env or {})}, timeout=timeout)
+    return run_recipe("bert_pretrain.py", *args, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -31,17 +26,35 @@ def first_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("bert")
     model_dir, export_dir = base / "model", base / "export"
     result = run("--strategy=mirrored", f"--model_dir={model_dir}", f"--export_dir={export_dir}",
-                 "--train_steps=6", "--log_every=3", "--checkpoint_every=3", *SMALL)
+                 "--train_steps=6", "--log_every=3", "--checkpoint_every=3", "--eval_every=3", *SMALL)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return model_dir, export_dir, result.stdout
 
 
-def test_trains_reports_and_exports(first_run):
+def _held_out(stdout):
+    """The held-out (MLM, NSP) accuracies of the recipe's last line before the export."""
+    line = next(x for x in stdout.splitlines() if "held out:" in x)
+    parts = line.split("held out:")[1].replace(",", "").split()
+    return float(parts[2]), float(parts[5])
+
+
+def test_trains_from_shards_evaluates_and_exports(first_run):
     model_dir, export_dir, stdout = first_run
-    assert "unigram MLM accuracy baseline" in stdout
+    assert "unigram MLM accuracy baseline" in stdout and "1 replica(s)" in stdout
     assert "step 6: loss" in stdout and "MLM accuracy" in stdout
     assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-6")
     assert os.path.exists(model_dir / "config.json") and os.path.exists(model_dir / "vocab.txt")
+    # The embedded corpus went through the shard path: written once in <model_dir>/data/, with a held-out split.
+    assert os.path.exists(model_dir / "data" / "metadata.json")
+    assert (model_dir / "data" / "vocab.txt").read_text() == (model_dir / "vocab.txt").read_text()
+    # Held-out accuracies: evaluated at steps 3 and 6, written to TensorBoard, printed at the end.
+    scalars = summary_scalars(str(model_dir / "eval"))
+    assert [step for step, _ in scalars["mlm_accuracy"]] == [3, 6]
+    mlm, nsp = _held_out(stdout)
+    assert mlm == pytest.approx(scalars["mlm_accuracy"][-1][1], abs=6e-4)
+    assert nsp == pytest.approx(scalars["nsp_accuracy"][-1][1], abs=6e-4)
+    assert 0 <= mlm <= 1 and 0 <= nsp <= 1 and scalars["mlm_loss"][-1][1] > 0
+
     version = export_dir / "1"
     assert os.path.exists(version / "saved_model.pb")
     assert (version / "assets" / "vocab.txt").read_text() == (model_dir / "vocab.txt").read_text()
@@ -57,20 +70,34 @@ def test_trains_reports_and_exports(first_run):
 
 def test_second_run_resumes_and_exports_next_version(first_run):
     model_dir, export_dir, _ = first_run
+    shards = sorted(os.listdir(model_dir / "data"))
     result = run(f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--train_steps=8", "--log_every=2",
-                 *SMALL)
+                 "--steps_per_loop=2", *SMALL)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming from step 6" in result.stdout
     assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-8")
     assert sorted(os.listdir(export_dir)) == ["1", "2"]
+    assert sorted(os.listdir(model_dir / "data")) == shards  # reused, not rewritten
+
+
+def test_trains_from_train_files(tmp_path, first_run):
+    """--train_files/--eval_files: shards made elsewhere (here: the first run's), their vocab.txt beside them."""
+    data = first_run[0] / "data"
+    model_dir = tmp_path / "model"
+    result = run(f"--model_dir={model_dir}", "--export_dir=", f"--train_files={data}/*.tfrecord",
+                 f"--eval_files={data}/eval/*.tfrecord", "--train_steps=2", "--warmup_steps=1", "--seq_length=64",
+                 "--max_predictions=10", "--global_batch_size=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "held out:" in result.stdout
+    assert not os.path.exists(model_dir / "data")
+    assert (model_dir / "vocab.txt").read_text() == (data / "vocab.txt").read_text()
 
 
 def test_resumes_after_sigkill(tmp_path, first_run):
     model_dir = tmp_path / "model"
     args = [f"--model_dir={model_dir}", "--export_dir=", f"--vocab_file={first_run[0] / 'vocab.txt'}",
             "--train_steps=150", "--checkpoint_every=5", "--log_every=50", *SMALL]
-    proc = subprocess.Popen([sys.executable, RECIPE, *args], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = start_recipe("bert_pretrain.py", *args)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and tf.train.latest_checkpoint(str(model_dir)) is None:
         time.sleep(0.05)
@@ -85,34 +112,38 @@ def test_resumes_after_sigkill(tmp_path, first_run):
     assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-150")
 
 
-def _assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stdout[-1000:] + result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: "), result.stderr[-2000:]
-    for fragment in fragments:
-        assert fragment in last, last
-
-
 @pytest.mark.parametrize("flags, fragments", [
     (["--strategy=horovod"], ["unknown --strategy='horovod'"]),
     (["--config=huge"], ["unknown --config='huge'", "tiny, base, large"]),
+    (["--learning_rate=nan"], ["--learning_rate=nan must be a finite number"]),
+    (["--dropout=1"], ["--dropout=1 must be at least 0 and below 1"]),
+    (["--train_steps=0"], ["--train_steps=0 must be at least 1"]),
+    (["--max_predictions=70"], ["--max_predictions=70", "--seq_length=64"]),
+    (["--trian_steps=5"], ["unknown flag --trian_steps; did you mean --train_steps?"]),
     (["--input_files=/nonexistent/corpus.txt"], ["/nonexistent/corpus.txt", "--input_files"]),
     (["--tfds_name=wikipedia/20230601.en", "--data_dir={tmp}"], ["not present in --data_dir", "--data_dir"]),
+    (["--train_files={tmp}/none/*.tfrecord"], ["--train_files", "matches no file"]),
     (["--strategy=multi_worker"], ["TF_CONFIG"]),
     (["--strategy=tpu"], ["needs --tpu"]),
     (["--model_dir="], ["--model_dir is required"]),
 ])
 def test_bad_flags(tmp_path, flags, fragments):
     flags = [f.format(tmp=tmp_path) for f in flags]
-    _assert_one_line_error(run(f"--model_dir={tmp_path / 'm'}", *SMALL, *flags), *fragments)
+    assert_one_line_error(run(f"--model_dir={tmp_path / 'm'}", *SMALL, *flags), *fragments)
+
+
+def test_shards_of_another_sequence_length(tmp_path, first_run):
+    data = first_run[0] / "data"
+    assert_one_line_error(run(f"--model_dir={tmp_path}", f"--train_files={data}/*.tfrecord", "--seq_length=32",
+                              "--max_predictions=5", "--warmup_steps=1"),
+                          "--train_files", "--seq_length=64")
 
 
 def test_empty_input_file(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
-    _assert_one_line_error(run(f"--model_dir={tmp_path / 'm'}", f"--input_files={empty}", *SMALL),
-                           str(empty), "--input_files")
+    assert_one_line_error(run(f"--model_dir={tmp_path / 'm'}", f"--input_files={empty}", *SMALL),
+                          str(empty), "--input_files")
 
 
 def test_vocab_size_mismatch_with_checkpoint(tmp_path, first_run):
@@ -120,31 +151,38 @@ def test_vocab_size_mismatch_with_checkpoint(tmp_path, first_run):
     vocab = (model_dir / "vocab.txt").read_text().splitlines()
     other = tmp_path / "vocab.txt"
     other.write_text("\n".join(vocab[:-10]) + "\n")
-    _assert_one_line_error(run(f"--model_dir={model_dir}", f"--vocab_file={other}", "--export_dir=", *SMALL),
-                           f"vocab_size: {len(vocab)} in the checkpoint, {len(vocab) - 10} now")
+    result = run(f"--model_dir={model_dir}", f"--vocab_file={other}", "--export_dir=", *SMALL)
+    assert_one_line_error(result, "vocab_sha1")  # the shards in <model_dir>/data/ were made with the old one
     same_size = tmp_path / "same_size.txt"
     same_size.write_text("\n".join(vocab[:-1] + ["zzzz"]) + "\n")
-    _assert_one_line_error(run(f"--model_dir={model_dir}", f"--vocab_file={same_size}", "--export_dir=", *SMALL),
-                           "vocab_sha1")
+    assert_one_line_error(run(f"--model_dir={model_dir}", f"--vocab_file={same_size}", "--export_dir=", *SMALL),
+                          "vocab_sha1")
     assert (model_dir / "vocab.txt").read_text().splitlines() == vocab  # left as it was
 
 
-def test_model_dir_from_a_different_config(first_run):
-    _assert_one_line_error(run(f"--model_dir={first_run[0]}", "--export_dir=", *SMALL[:-1], "--global_batch_size=4"),
-                           "different config", "global_batch_size: 8 in the checkpoint, 4 now")
+@pytest.mark.parametrize("changed, message", [
+    ("--global_batch_size=4", "global_batch_size: 8 in the checkpoint, 4 now"),
+    ("--dropout=0.2", "dropout: 0.1 in the checkpoint, 0.2 now"),
+    ("--vocab_size=500", "vocab_size: 400 in the checkpoint, 500 now"),  # an existing vocabulary is kept: refused
+])
+def test_model_dir_from_a_different_config(first_run, changed, message):
+    flags = [f for f in SMALL if f.split("=")[0] != changed.split("=")[0]]
+    assert_one_line_error(run(f"--model_dir={first_run[0]}", "--export_dir=", *flags, changed),
+                          "different config", message)
 
 
 def test_batch_not_divisible_by_replicas(tmp_path):
-    _assert_one_line_error(run("--strategy=mirrored", f"--model_dir={tmp_path}", *SMALL, "--global_batch_size=7",
-                               env={"ZOO_CPU_REPLICAS": "2"}),
-                           "--global_batch_size=7", "replica count (2)")
+    assert_one_line_error(run("--strategy=mirrored", f"--model_dir={tmp_path}", *SMALL, "--global_batch_size=7",
+                              env={"ZOO_CPU_REPLICAS": "2"}),
+                          "--global_batch_size=7", "replica")
 
 
 def test_bert_pretrain_two_cpu_replicas_match_one(tmp_path, first_run):
     """The recipe under a 2-replica MirroredStrategy ends where a 1-replica run ends (dropout off: its
-    masks are drawn per replica)."""
-    vocab = f"--vocab_file={first_run[0] / 'vocab.txt'}"
-    common = ["--strategy=mirrored", "--export_dir=", vocab, "--train_steps=3", "--dropout=0", *SMALL]
+    masks are drawn per replica), and reports the same held-out accuracies."""
+    data = first_run[0] / "data"
+    common = ["--strategy=mirrored", "--export_dir=", f"--train_files={data}/*.tfrecord",
+              f"--eval_files={data}/eval/*.tfrecord", "--train_steps=3", "--dropout=0", *SMALL]
     one = run(f"--model_dir={tmp_path / 'one'}", *common)
     two = run(f"--model_dir={tmp_path / 'two'}", *common, env={"ZOO_CPU_REPLICAS": "2"})
     assert one.returncode == 0 and two.returncode == 0, one.stderr[-2000:] + two.stderr[-2000:]
@@ -155,3 +193,17 @@ def test_bert_pretrain_two_cpu_replicas_match_one(tmp_path, first_run):
     assert names
     for name in names:
         np.testing.assert_allclose(a.get_tensor(name), b.get_tensor(name), atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(_held_out(one.stdout), _held_out(two.stdout), atol=2e-3)
+
+
+def test_shipped_default_vocabulary_is_the_trained_one():
+    """zoo/recipe_support/default_vocab.txt is what `python -m zoo.recipe_support.bert_data` writes: the
+    vocabulary trained on the whole embedded corpus at the default --vocab_size (the default run loads it)."""
+    from zoo.data import wordpiece
+    from zoo.recipe_support import bert_data
+
+    shipped = wordpiece.load_vocabulary(bert_data.DEFAULT_VOCAB)
+    assert len(shipped) == 946
+    assert bert_data.train_default_vocabulary() == shipped
+    assert bert_data.run_vocabulary("/nonexistent/model_dir", vocab_file=None, vocab_size=8000, train_files=None,
+                                    source={}, vocab_documents=20000) == shipped

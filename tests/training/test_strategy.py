@@ -34,3 +34,24 @@ def test_multi_worker_needs_tf_config(monkeypatch):
 def test_tpu_needs_address():
     with pytest.raises(ZooError, match="needs --tpu"):
         strategies.from_flag("tpu")
+
+
+@pytest.mark.slow
+def test_mirrored_over_one_device_is_the_default_strategy():
+    """On one device `mirrored` gives the default strategy (same computation, none of the mirrored per-step
+    cost) with a note; ZOO_CPU_REPLICAS asks for a real MirroredStrategy, even of one replica."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("from zoo.training.strategy import from_flag\n"
+              "s = from_flag('mirrored'); t = from_flag('mirrored')\n"
+              "print(type(s).__name__, s.num_replicas_in_sync, s is t)\n")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    one = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert one.stdout.split() == ["_DefaultDistributionStrategy", "1", "True"], one.stderr[-2000:]
+    assert one.stderr.count("--strategy=mirrored: one device") == 1
+    for replicas in ("1", "2"):
+        real = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                              env={**env, "ZOO_CPU_REPLICAS": replicas})
+        assert real.stdout.split() == ["MirroredStrategy", replicas, "True"], real.stderr[-2000:]

@@ -1,14 +1,21 @@
-"""One flag to one `tf.distribute` strategy, shared by every recipe."""
+"""One flag to one `tf.distribute` strategy, shared by every recipe.
+
+    strategy = from_flag("mirrored")       # all local GPUs; one device: the default strategy (same result)
+    with strategy.scope():
+        model = make_model()
+
+TensorFlow is imported on first use, so `STRATEGIES` is cheap to import (flag declarations use it).
+"""
 
 import json
 import os
-
-import tensorflow as tf
+import sys
 
 from zoo.errors import ZooError
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 _MIRRORED = {}
+_NOTED = set()  # notes printed once per process
 
 
 def from_flag(name, tpu=None):
@@ -16,10 +23,14 @@ def from_flag(name, tpu=None):
 
     default: the default strategy (one device: the first GPU, else the CPU).
     mirrored: MirroredStrategy over all local GPUs; without GPUs, over the CPU, split into
-        $ZOO_CPU_REPLICAS logical devices when that is set (to try multi-replica runs on a CPU).
+        $ZOO_CPU_REPLICAS logical devices when that is set (to try multi-replica runs on a CPU). Over a
+        single device it returns the default strategy instead, with a note on stderr: the same computation,
+        without the mirrored machinery's per-step cost (measured at +13% to +70% per step on a 2-core CPU).
     multi_worker: MultiWorkerMirroredStrategy configured from the TF_CONFIG environment variable.
     tpu: TPUStrategy; `tpu` is the TPU name or grpc:// address ("local" on a TPU VM).
     """
+    import tensorflow as tf
+
     name = (name or "default").lower()
     if name == "default":
         return tf.distribute.get_strategy()
@@ -30,6 +41,12 @@ def from_flag(name, tpu=None):
         devices = [d.name for d in tf.config.list_logical_devices("GPU")]
         if not devices:
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+        if len(devices) == 1 and not cpus:
+            if "one_device" not in _NOTED:
+                _NOTED.add("one_device")
+                print(f"--strategy=mirrored: one device ({devices[0]}), so training with the default strategy "
+                      "(the same computation, less overhead)", file=sys.stderr, flush=True)
+            return tf.distribute.get_strategy()
         key = tuple(devices)
         if key not in _MIRRORED:  # one per process: a second reuses collective keys and fails at run time
             _MIRRORED[key] = tf.distribute.MirroredStrategy(devices)
@@ -42,6 +59,8 @@ def from_flag(name, tpu=None):
 
 
 def _multi_worker():
+    import tensorflow as tf
+
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         raise ZooError(
@@ -63,6 +82,8 @@ def _multi_worker():
 
 
 def _tpu(address):
+    import tensorflow as tf
+
     if address is None:
         raise ZooError("--strategy=tpu needs --tpu (the TPU name or grpc:// address; 'local' on a TPU VM)")
     try:
@@ -77,6 +98,8 @@ def _tpu(address):
 
 def is_chief(strategy):
     """True on the worker that writes checkpoints, summaries and exports."""
+    import tensorflow as tf
+
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
@@ -88,6 +111,8 @@ def is_chief(strategy):
 
 
 def _split_cpu_once(value):
+    import tensorflow as tf
+
     try:
         n = int(value)
         assert n >= 1
@@ -102,5 +127,7 @@ def _split_cpu_once(value):
 
 def split_cpu(n):
     """Splits the first physical CPU into `n` logical devices (call before TensorFlow initialises)."""
+    import tensorflow as tf
+
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)

@@ -1,11 +1,11 @@
 """End-to-end runs of recipes/discogan_train.py and recipes/cyclegan_train.py (and so of their shared
-recipes/gan_common.py) in subprocesses, tiny configs."""
+zoo/recipe_support/image_translation.py) in subprocesses, tiny configs."""
 
 import os
 
 import pytest
 
-from tests.recipe_run import files, run_recipe, summary_tags
+from tests.recipe_run import assert_one_line_error, files, run_recipe, summary_tags
 
 
 @pytest.mark.slow
@@ -31,10 +31,12 @@ def test_discogan_recipe_trains_with_xla_samples_exports_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_cyclegan_recipe_trains_with_xla_samples_and_exports(tmp_path):
-    model_dir, export_dir = str(tmp_path / "run"), str(tmp_path / "export")
+    """No --export_dir: the export goes to <model_dir>/export."""
+    model_dir = str(tmp_path / "run")
+    export_dir = os.path.join(model_dir, "export")
     result = run_recipe("cyclegan_train.py", "--train_steps=2", "--jit_compile", "--image_size=24", "--filters=2",
-                  "--global_batch_size=2", "--log_every=1", "--num_samples=2", "--pool_size=3",
-                  f"--model_dir={model_dir}", f"--export_dir={export_dir}")
+                        "--global_batch_size=2", "--log_every=1", "--num_samples=2", "--pool_size=3",
+                        f"--model_dir={model_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 replica(s)" in result.stdout
     assert files(os.path.join(model_dir, "samples")) == ["step_000001.png", "step_000002.png"]
@@ -47,9 +49,10 @@ def test_cyclegan_recipe_trains_with_xla_samples_and_exports(tmp_path):
      "not present in --data_dir=/nonexistent/tfds"),
     ("discogan_train.py", ["--dataset=edges2shoes"], "pass --data_dir"),
     ("discogan_train.py", ["--image_size=50"], "multiple of 16"),
+    ("discogan_train.py", ["--model=cyclegan"], "unknown --model='cyclegan'; choose one of: discogan, "),
+    ("discogan_train.py", ["--learning_rate=0"], "--learning_rate=0 must be above 0"),
+    ("cyclegan_train.py", ["--epochs_constant=0", "--epochs_decay=0"], "--epochs_constant + --epochs_decay"),
+    ("cyclegan_train.py", ["--lambda_identity=nan"], "--lambda_identity=nan must be a finite number"),
 ])
 def test_bad_flags_give_one_line_errors(tmp_path, script, args, message):
-    result = run_recipe(script, f"--model_dir={tmp_path}", *args, timeout=120)
-    assert result.returncode == 2, result.stderr[-2000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: ") and message in last
+    assert_one_line_error(run_recipe(script, f"--model_dir={tmp_path}", *args, timeout=120), message)
