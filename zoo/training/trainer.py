@@ -237,7 +237,12 @@ class Trainer:
 
     def _make_eval_function(self):
         model, strategy = self.model, self.strategy
-        test_step = tf.function(model.test_step, reduce_retracing=True)
+        reported = set()  # the names test_step returns, noted while tracing
+
+        def replica_step(batch):
+            logs = model.test_step(batch)
+            reported.update(logs)
+            return logs
 
         @tf.function
         def eval_function(iterator, max_batches):
@@ -247,12 +252,14 @@ class Trainer:
                 batch = iterator.get_next_as_optional()  # agrees across replicas and workers on the end
                 if not batch.has_value():
                     break
-                strategy.run(test_step, args=(batch.get_value(),))
+                strategy.run(replica_step, args=(batch.get_value(),))
             results = {}
             for metric in model.metrics:  # read in cross-replica context: summed over replicas and workers
                 value = metric.result()
                 results.update(value if isinstance(value, dict) else {metric.name: value})
-            return results
+            # Only what test_step reports: a compiled model's loss tracker that a custom step never
+            # updates would read 0.
+            return {k: v for k, v in results.items() if k in reported}
 
         return eval_function
 
