@@ -12,13 +12,17 @@ import os
 import sys
 
 from zoo.errors import ZooError
+from zoo.training.connect import exit_on_sigterm, rendezvous
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 _MIRRORED = {}
 _NOTED = set()  # notes printed once per process
 
 
-def from_flag(name, tpu=None):
+CONNECT_TIMEOUT = 300.0  # seconds; --connect_timeout
+
+
+def from_flag(name, tpu=None, connect_timeout=CONNECT_TIMEOUT):
     """Returns the strategy named by `--strategy`.
 
     default: the default strategy (one device: the first GPU, else the CPU).
@@ -28,6 +32,10 @@ def from_flag(name, tpu=None):
         without the mirrored machinery's per-step cost (measured at +13% to +70% per step on a 2-core CPU).
     multi_worker: MultiWorkerMirroredStrategy configured from the TF_CONFIG environment variable.
     tpu: TPUStrategy; `tpu` is the TPU name or grpc:// address ("local" on a TPU VM).
+
+    multi_worker and tpu wait at most `connect_timeout` seconds for their peers to accept connections,
+    saying what they wait for, then stop with one line naming the addresses they could not reach; SIGTERM
+    ends the wait, and any later phase, at once (see `zoo.training.connect`).
     """
     import tensorflow as tf
 
@@ -52,13 +60,13 @@ def from_flag(name, tpu=None):
             _MIRRORED[key] = tf.distribute.MirroredStrategy(devices)
         return _MIRRORED[key]
     if name == "multi_worker":
-        return _multi_worker()
+        return _multi_worker(connect_timeout)
     if name == "tpu":
-        return _tpu(tpu)
+        return _tpu(tpu, connect_timeout)
     raise ZooError(f"unknown --strategy={name!r}; choose one of: {', '.join(STRATEGIES)}")
 
 
-def _multi_worker():
+def _multi_worker(connect_timeout):
     import tensorflow as tf
 
     raw = os.environ.get("TF_CONFIG")
@@ -69,23 +77,35 @@ def _multi_worker():
         )
     try:
         config = json.loads(raw)
-        workers = config["cluster"]["worker"]
-        config["task"]["type"], int(config["task"]["index"])
+        cluster = config["cluster"]
+        task_type, index = config["task"]["type"], int(config["task"]["index"])
+        members = cluster[task_type]
     except (ValueError, KeyError, TypeError) as e:
         raise ZooError(f"TF_CONFIG is not valid ({e}); it needs cluster.worker and task.type/task.index") from None
-    if not workers:
+    if not cluster.get("worker"):
         raise ZooError("TF_CONFIG lists no workers in cluster.worker")
+    if not 0 <= index < len(members):
+        raise ZooError(f"TF_CONFIG's task.index={index} is outside cluster.{task_type}, which lists "
+                       f"{len(members)} address(es) (indices 0 to {len(members) - 1})")
+    own = members[index]
+    peers = [a for role in ("chief", "worker") for a in cluster.get(role, []) if a != own]
+    rendezvous(peers, own=own, what="the other workers", deadline=connect_timeout, flag="--connect_timeout")
     options = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
     )
-    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    exit_on_sigterm()  # TensorFlow's coordination service replaced SIGTERM by a preemption notice
+    return strategy
 
 
-def _tpu(address):
+def _tpu(address, connect_timeout):
     import tensorflow as tf
 
     if address is None:
         raise ZooError("--strategy=tpu needs --tpu (the TPU name or grpc:// address; 'local' on a TPU VM)")
+
+    if "://" in address:
+        rendezvous([address], what=f"the TPU {address}", deadline=connect_timeout, flag="--connect_timeout")
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
         if address != "local":
@@ -93,6 +113,7 @@ def _tpu(address):
         tf.tpu.experimental.initialize_tpu_system(resolver)
     except Exception as e:  # resolver, network and runtime errors all mean the same to the user
         raise ZooError(f"could not reach the TPU {address!r}: {str(e).splitlines()[0]}") from None
+    exit_on_sigterm()
     return tf.distribute.TPUStrategy(resolver)
 
 
