@@ -80,7 +80,7 @@ def main(argv):
 
     hp = SPEC.values()
     precision.set_policy(hp.mixed_precision)
-    strategy = strategies.from_flag(hp.strategy, hp.tpu)
+    strategy = strategies.from_flag(hp.strategy, hp.tpu, hp.connect_timeout)
     keras.utils.set_random_seed(hp.seed)
     chief = strategies.is_chief(strategy)
 

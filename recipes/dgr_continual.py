@@ -137,7 +137,7 @@ def main(argv):
     hp = SPEC.values()
     methods = hp.methods
     precision.set_policy(hp.mixed_precision)
-    strategy = strategies.from_flag(hp.strategy, hp.tpu)
+    strategy = strategies.from_flag(hp.strategy, hp.tpu, hp.connect_timeout)
     chief = strategies.is_chief(strategy)
 
     tasks = digits.task_sequence(hp.tasks, num_tasks=hp.num_tasks, seed=hp.seed, data_dir=hp.data_dir,

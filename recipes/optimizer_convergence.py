@@ -35,7 +35,7 @@ PROBLEMS = ("quadratic_100", "quadratic_1000", "nesterov_worst", "rosenbrock", "
 METHODS = ("gd", "heavy_ball", "nesterov", "ogm", "sgd_momentum", "adam", "newton", "sfn")
 SPEC = zoo_flags.declare(
     *zoo_flags.common(train_steps=2000, global_batch_size=1792, learning_rate=0.5, only=(  # the others do not
-        "strategy", "tpu", "mixed_precision", "jit_compile", "train_steps", "global_batch_size", "learning_rate",
+        "strategy", "tpu", "connect_timeout", "mixed_precision", "jit_compile", "train_steps", "global_batch_size", "learning_rate",
         "seed")),  # apply to a study that trains no model to keep
     String("output_dir", "runs/optimizer_convergence", "Where convergence.csv and convergence.png go."),
     List("problems", None, "Problems to run (default all): " + ", ".join(PROBLEMS) + ".", choices=PROBLEMS),
@@ -409,7 +409,7 @@ def main(argv):
     problems = FLAGS.problems or list(PROBLEMS)
     methods = FLAGS.methods or list(METHODS)
     tf.get_logger().setLevel("ERROR")  # one tf.function per method: the retracing warnings are expected
-    strategy = strategies.from_flag(FLAGS.strategy, FLAGS.tpu)
+    strategy = strategies.from_flag(FLAGS.strategy, FLAGS.tpu, FLAGS.connect_timeout)
     if FLAGS.jit_compile and strategy.num_replicas_in_sync > 1:
         raise ZooError("--jit_compile compiles the step on one device; drop it or use --strategy=default")
 
