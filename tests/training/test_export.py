@@ -91,3 +91,27 @@ def test_loads_with_tensorflow_only_and_matches_keras(tmp_path, backbone, vocab)
     expected = backbone({"token_ids": ids, "segment_ids": segments * mask, "padding_mask": mask})
     np.testing.assert_allclose(result["pooled"], np.asarray(expected["pooled_output"]), atol=1e-5)
     np.testing.assert_allclose(result["sequence"], np.asarray(expected["sequence_output"]), atol=1e-5)
+
+
+@pytest.mark.parametrize("name, token_ids, segment_ids, padding_mask, message", [
+    ("negative id", [[1, -3, 2]], [[0, 0, 0]], [[1, 1, 1]], r"token_ids must be in \[0, 30\)"),
+    ("id past the vocabulary", [[1, 30, 2]], [[0, 0, 0]], [[1, 1, 1]], r"token_ids must be in \[0, 30\)"),
+    ("too long", [[1] * 17], [[0] * 17], [[1] * 17], "at most 16 tokens long"),
+    ("bad segment", [[1, 2]], [[0, 2]], [[1, 1]], r"segment_ids must be in \[0, 2\)"),
+    ("bad mask", [[1, 2]], [[0, 0]], [[1, 5]], "padding_mask must hold 0"),
+    ("shapes differ", [[1, 2, 3]], [[0, 0]], [[1, 1, 1]], "segment_ids must have the shape of token_ids"),
+    ("empty batch", np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3)), "send at least one sequence"),
+])
+def test_served_bert_checks_its_inputs(tmp_path_factory, backbone, name, token_ids, segment_ids, padding_mask,
+                                       message):
+    path = getattr(test_served_bert_checks_its_inputs, "path", None)
+    if path is None:  # one export for every case
+        path = export.export_saved_model(str(tmp_path_factory.mktemp("served")), backbone, serving_endpoints(backbone))
+        test_served_bert_checks_its_inputs.path = path
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    ok = serve(token_ids=tf.constant([[1, 5, 2]]), segment_ids=tf.constant([[0, 0, 1]]),
+               padding_mask=tf.constant([[1, 1, 1]]))
+    assert ok["pooled_output"].shape == (1, 8)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        serve(token_ids=tf.constant(token_ids, tf.int32), segment_ids=tf.constant(segment_ids, tf.int32),
+              padding_mask=tf.constant(padding_mask, tf.int32))
