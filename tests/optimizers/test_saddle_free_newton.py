@@ -123,6 +123,7 @@ def _dataset_fn(x, y, batch):
     return dataset_fn
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_replicas_take_the_same_steps_as_one(tmp_path, mirrored):
     x, y = _data()

@@ -28,6 +28,7 @@ def _inputs(batch=3, seq=12, vocab=50, seed=0):
 @pytest.mark.parametrize("name, expected", [
     ("bert_tiny", 4_385_920), ("bert_base", 109_482_240), ("bert_large", 335_141_888),
 ])
+@pytest.mark.slow
 def test_preset_parameter_counts(name, expected):
     model = zoo.create_model(name)
     assert model.count_params() == expected

@@ -127,6 +127,7 @@ def test_bad_batches_give_clear_errors(previous):
         scholar.train_step((tf.zeros((2, 8, 8, 1)), tf.zeros((2,), tf.int32)))
 
 
+@pytest.mark.slow
 def test_train_steps_compile_with_xla(previous):
     keras.utils.set_random_seed(0)
     scholar = _scholar(previous, critic_steps=1)
@@ -166,6 +167,7 @@ def test_two_replicas_equal_one_device(role, mirrored):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5, err_msg=a.path)
 
 
+@pytest.mark.slow
 def test_generative_replay_keeps_the_first_task_where_fine_tuning_forgets():
     """Split digits 0-4 then 5-9 with one 10-way solver: fine-tuning forgets task 1, replay keeps most of it."""
     keras.utils.set_random_seed(0)

@@ -135,6 +135,7 @@ def test_bad_inputs():
         model.train_step({"a": images((2, 32, 32, 3), 0), "b": images((2, 32, 32, 3), 1)})
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_replicas_equal_one_device(mirrored):
     """Two train steps (G then D through the global pool) on 2 replicas equal two on one device."""

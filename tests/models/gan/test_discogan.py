@@ -114,6 +114,7 @@ def test_train_step_checks_image_shapes():
         model.train_step({"a": images((2, 64, 64, 3), 0), "b": images((2, 64, 64, 3), 1)})
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_replicas_equal_one_device(mirrored):
     """One train step (a D iteration then a G iteration) on 2 replicas equals one on one device."""
@@ -139,6 +140,7 @@ def test_two_replicas_equal_one_device(mirrored):
     assert int(replicated.generator_optimizer.iterations.numpy()) == 1
 
 
+@pytest.mark.slow
 def test_iterations_follow_the_global_step():
     """Step s runs iterations s·3 .. s·3 + 2: the rate switches when an iteration reaches gan_curriculum, both
     when train_step is called directly (step = optimizer iterations) and under a Trainer's step."""
