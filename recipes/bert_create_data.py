@@ -11,33 +11,43 @@ vocabulary is saved as <output_dir>/vocab.txt, beside the shards and their metad
 
 import itertools
 
-from absl import flags
-
 from zoo import flags as zoo_flags
+from zoo.flags import FREE, Bool, Float, Int, List, String
 
-flags.DEFINE_list("input_files", None, "Text files or globs: one sentence per line, blank line between documents.")
-flags.DEFINE_string("tfds_name", None, "A tensorflow-datasets text dataset in --data_dir, e.g. wikipedia/20230601.en.")
-flags.DEFINE_string("tfds_text_key", "text", "The text feature of --tfds_name.")
-flags.DEFINE_string("tfds_split", "train", "The split of --tfds_name.")
-flags.DEFINE_string("data_dir", None, "tensorflow-datasets directory holding --tfds_name.")
-flags.DEFINE_bool("download", False, "Let tensorflow-datasets download and prepare a missing dataset.")
-flags.DEFINE_integer("max_documents", None, "Use at most this many documents.")
-flags.DEFINE_string("output_dir", None, "Where the shards, vocab.txt and metadata.json are written (required).")
-flags.DEFINE_string("vocab_file", None, "WordPiece vocabulary (one token per line). Default: train one on the data.")
-flags.DEFINE_integer("vocab_size", 8000, "Size of the vocabulary trained when --vocab_file is not given.")
-flags.DEFINE_integer("vocab_documents", 20000, "Documents (the first ones) a missing vocabulary is trained on.")
-flags.DEFINE_integer("seq_length", 128, "Tokens per example, [CLS] and [SEP]s included.")
-flags.DEFINE_integer("max_predictions", 20, "Masked positions per example (BERT: 20 for 128, 76 for 512).")
-flags.DEFINE_integer("dupe_factor", 5, "Passes over the data with different masks, as in the original.")
-flags.DEFINE_float("short_seq_prob", 0.1, "Probability of aiming at a shorter sequence, as in the original.")
-flags.DEFINE_float("masked_lm_prob", 0.15, "Fraction of tokens to predict, as in the original.")
-flags.DEFINE_integer("num_shards", 16, "Training shards (examples are dealt round-robin over them).")
-flags.DEFINE_integer("num_workers", 1, "Processes that tokenise and make examples.")
-flags.DEFINE_integer("seed", 12345, "Seed of the example-making random generators (the original's default).")
-flags.DEFINE_float("eval_fraction", 0.0, "Fraction of documents held out for <output_dir>/eval/ shards.")
-flags.DEFINE_integer("num_eval_shards", 1, "Shards of the held-out split.")
-flags.DEFINE_integer("chunk_mb", 4, "Megabytes of text made into examples at a time (memory bound per process).")
-FLAGS = flags.FLAGS
+SPEC = zoo_flags.declare(
+    List("input_files", None, "Text files or globs: one sentence per line, blank line between documents."),
+    String("tfds_name", None, "A tensorflow-datasets text dataset in --data_dir, e.g. wikipedia/20230601.en."),
+    String("tfds_text_key", "text", "The text feature of --tfds_name."),
+    String("tfds_split", "train", "The split of --tfds_name."),
+    String("data_dir", None, "tensorflow-datasets directory holding --tfds_name."),
+    Bool("download", False, "Let tensorflow-datasets download and prepare a missing dataset."),
+    Int("max_documents", None, "Use at most this many documents.", at_least=1),
+    String("output_dir", None, "Where the shards, vocab.txt and metadata.json are written.",
+           required="the shards, vocab.txt and metadata.json are written there"),
+    String("vocab_file", None, "WordPiece vocabulary (one token per line). Default: train one on the data."),
+    Int("vocab_size", 8000, "Size of the vocabulary trained when --vocab_file is not given.", at_least=6),
+    Int("vocab_documents", 20000, "Documents (the first ones) a missing vocabulary is trained on.", at_least=1),
+    Int("seq_length", 128, "Tokens per example, [CLS] and [SEP]s included (at most 512).", at_least=8, at_most=512),
+    Int("max_predictions", 20, "Masked positions per example (BERT: 20 for 128, 76 for 512).", at_least=1),
+    Int("dupe_factor", 5, "Passes over the data with different masks, as in the original.", at_least=1),
+    Float("short_seq_prob", 0.1, "Probability of aiming at a shorter sequence, as in the original.", at_least=0,
+          at_most=1),
+    Float("masked_lm_prob", 0.15, "Fraction of tokens to predict, as in the original.", above=0, below=1),
+    Int("num_shards", 16, "Training shards (examples are dealt round-robin over them).", at_least=1),
+    Int("num_workers", 1, "Processes that tokenise and make examples.", at_least=1, role=FREE),
+    Int("seed", 12345, "Seed of the example-making random generators (the original's default).", at_least=0),
+    Float("eval_fraction", 0.0, "Fraction of documents held out for <output_dir>/eval/ shards.", at_least=0, below=1),
+    Int("num_eval_shards", 1, "Shards of the held-out split.", at_least=1),
+    Int("chunk_mb", 4, "Megabytes of text made into examples at a time (memory bound per process).", at_least=1,
+        role=FREE),
+    checks=[
+        lambda hp: None if not (hp.input_files and hp.tfds_name) else "give either --input_files or --tfds_name, "
+        "not both",
+        lambda hp: None if hp.max_predictions <= hp.seq_length - 3 else
+        f"--max_predictions={hp.max_predictions} must leave room for [CLS] and two [SEP]s in "
+        f"--seq_length={hp.seq_length}; use at most {hp.seq_length - 3}",
+    ],
+)
 
 
 def main(argv):
@@ -47,39 +57,34 @@ def main(argv):
     from zoo.data import bert_shard_format, bert_shards, text_sources, wordpiece
     from zoo.errors import ZooError
 
-    if not FLAGS.output_dir:
-        raise ZooError("--output_dir is required: the shards, vocab.txt and metadata.json are written there")
-    if bert_shard_format.read_metadata(FLAGS.output_dir) is not None:  # before any slow work
-        raise ZooError(f"--output_dir={FLAGS.output_dir} already holds complete shards "
+    hp = SPEC.values()
+    if bert_shard_format.read_metadata(hp.output_dir) is not None:  # before any slow work
+        raise ZooError(f"--output_dir={hp.output_dir} already holds complete shards "
                        f"({bert_shard_format.METADATA_FILE}); choose another --output_dir or delete that one")
-    if FLAGS.chunk_mb < 1:
-        raise ZooError(f"--chunk_mb must be at least 1, got {FLAGS.chunk_mb}")
-    source = dict(input_files=FLAGS.input_files, tfds_name=FLAGS.tfds_name, tfds_text_key=FLAGS.tfds_text_key,
-                  tfds_split=FLAGS.tfds_split, data_dir=FLAGS.data_dir, download=FLAGS.download,
-                  max_documents=FLAGS.max_documents)
-    if not FLAGS.input_files and not FLAGS.tfds_name:
+    source = dict(input_files=hp.input_files, tfds_name=hp.tfds_name, tfds_text_key=hp.tfds_text_key,
+                  tfds_split=hp.tfds_split, data_dir=hp.data_dir, download=hp.download,
+                  max_documents=hp.max_documents)
+    if not hp.input_files and not hp.tfds_name:
         print("no --input_files or --tfds_name: using the embedded default corpus", flush=True)
-    if FLAGS.vocab_file:
-        vocabulary = wordpiece.load_vocabulary(FLAGS.vocab_file)
+    if hp.vocab_file:
+        vocabulary = wordpiece.load_vocabulary(hp.vocab_file)
     else:
-        if FLAGS.vocab_documents < 1:
-            raise ZooError(f"--vocab_documents must be at least 1, got {FLAGS.vocab_documents}")
-        sample = list(itertools.islice(text_sources.iter_documents(**source), FLAGS.vocab_documents))
-        vocabulary = wordpiece.train_vocabulary(sample, FLAGS.vocab_size)
+        sample = list(itertools.islice(text_sources.iter_documents(**source), hp.vocab_documents))
+        vocabulary = wordpiece.train_vocabulary(sample, hp.vocab_size)
         print(f"trained a {len(vocabulary)}-token vocabulary on {len(sample)} documents", flush=True)
         del sample
     metadata = bert_shards.write_pretraining_shards(
-        source, vocabulary, FLAGS.output_dir, seq_length=FLAGS.seq_length, max_predictions=FLAGS.max_predictions,
-        dupe_factor=FLAGS.dupe_factor, seed=FLAGS.seed, num_shards=FLAGS.num_shards, num_workers=FLAGS.num_workers,
-        eval_fraction=FLAGS.eval_fraction, num_eval_shards=FLAGS.num_eval_shards,
-        short_seq_prob=FLAGS.short_seq_prob, masked_lm_prob=FLAGS.masked_lm_prob, chunk_bytes=FLAGS.chunk_mb << 20)
-    out = FLAGS.output_dir
+        source, vocabulary, hp.output_dir, seq_length=hp.seq_length, max_predictions=hp.max_predictions,
+        dupe_factor=hp.dupe_factor, seed=hp.seed, num_shards=hp.num_shards, num_workers=hp.num_workers,
+        eval_fraction=hp.eval_fraction, num_eval_shards=hp.num_eval_shards,
+        short_seq_prob=hp.short_seq_prob, masked_lm_prob=hp.masked_lm_prob, chunk_bytes=hp.chunk_mb << 20)
+    out = hp.output_dir
     summary = ", ".join(f"{split} {metadata['examples'][split]:,} examples from {metadata['documents'][split]:,} "
                         "documents" for split in metadata["examples"])
     print(f"wrote {summary} to {out}", flush=True)
     command = (f"python recipes/bert_pretrain.py --train_files='{os.path.join(out, metadata['train_files'])}' "
-               f"--vocab_file={os.path.join(out, 'vocab.txt')} --seq_length={FLAGS.seq_length} "
-               f"--max_predictions={FLAGS.max_predictions}")
+               f"--vocab_file={os.path.join(out, 'vocab.txt')} --seq_length={hp.seq_length} "
+               f"--max_predictions={hp.max_predictions}")
     if metadata["eval_files"]:
         command += f" --eval_files='{os.path.join(out, metadata['eval_files'])}'"
     print(f"train with: {command}", flush=True)

@@ -77,4 +77,4 @@ def test_errors_are_one_line(corpus, tmp_path):
                           "--input_files pattern", "matches no file")
     assert_one_line_error(run_recipe("bert_create_data.py", f"--input_files={base / 'a.txt'}",
                                      f"--vocab_file={vocab}", f"--output_dir={tmp_path / 'o'}", "--num_shards=0"),
-                          "--num_shards must be at least 1")
+                          "--num_shards=0 must be at least 1")
