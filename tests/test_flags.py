@@ -183,3 +183,17 @@ def test_recipe_error_is_one_line_and_a_cpu_run_prints_no_cuda_lines():
     if not zoo_flags._gpu_devices():
         for noise in ("cuInit", "cudart_stub", "cuda_platform", "absl::InitializeLog"):
             assert noise not in ok.stderr, ok.stderr
+
+
+def test_directories_are_checked_before_any_work(tmp_path):
+    from zoo.flags import check_directory
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ZooError, match=r"--export_dir=.*file is a file, not a directory"):
+        check_directory("export_dir", str(blocker))
+    with pytest.raises(ZooError, match=r"--model_dir=.*/file/run cannot be made: .*file is a file"):
+        check_directory("model_dir", str(blocker / "run"))
+    check_directory("output_dir", str(tmp_path / "new" / "deeper"))  # creatable: fine, and nothing is made
+    assert not (tmp_path / "new").exists()
+    check_directory("model_dir", "gs://bucket/run")  # remote: left to its file system
