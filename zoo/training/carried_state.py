@@ -33,7 +33,7 @@ class CarriedState:
                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA, name=f"global_{v.name}"))
             self.replicas = tf.Variable(replicas, dtype=tf.int64, trainable=False,
                                         aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA, name=REPLICAS_KEY)
-        self._gather = self._scatter = self._reset = None
+        self._functions = {}
 
     def __bool__(self):
         return bool(self.variables)
@@ -59,24 +59,23 @@ class CarriedState:
 
     def gather(self):
         """Copies every replica's state into the global copies (all replicas and workers take part)."""
-        if self:
-            if self._gather is None:
-                self._gather = tf.function(lambda: self.strategy.run(self._gather_replica))
-            self._gather()
+        self._run_on_replicas(self._gather_replica)
 
     def scatter(self):
         """Gives every replica its rows of the global copies."""
-        if self:
-            if self._scatter is None:
-                self._scatter = tf.function(lambda: self.strategy.run(self._scatter_replica))
-            self._scatter()
+        self._run_on_replicas(self._scatter_replica)
 
     def reset(self):
         """Sets every replica's state to zero."""
-        if self:
-            if self._reset is None:
-                self._reset = tf.function(lambda: self.strategy.run(self._reset_replica))
-            self._reset()
+        self._run_on_replicas(self._reset_replica)
+
+    def _run_on_replicas(self, replica_fn):
+        if not self:
+            return
+        name = replica_fn.__name__
+        if name not in self._functions:  # traced once each
+            self._functions[name] = tf.function(lambda: self.strategy.run(replica_fn))
+        self._functions[name]()
 
     def _gather_replica(self):
         ctx = tf.distribute.get_replica_context()
