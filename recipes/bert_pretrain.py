@@ -73,16 +73,13 @@ def main(argv):
     from zoo.models.bert import BertPretrainer
     from zoo.models.bert.bert_serving import serving_endpoints
     from zoo.recipe_support import bert_data
-    from zoo.training import precision, strategy as strategies
+    from zoo import recipe_support
     from zoo.training.export import export_saved_model
     from zoo.training.schedules import LinearWarmupDecay
     from zoo.training.trainer import Trainer
 
     hp = SPEC.values()
-    precision.set_policy(hp.mixed_precision)
-    strategy = strategies.from_flag(hp.strategy, hp.tpu, hp.connect_timeout)
-    keras.utils.set_random_seed(hp.seed)
-    chief = strategies.is_chief(strategy)
+    strategy, chief = recipe_support.setup(hp)
 
     source = dict(input_files=hp.input_files, tfds_name=hp.tfds_name, tfds_text_key=hp.tfds_text_key,
                   tfds_split=hp.tfds_split, data_dir=hp.data_dir, download=hp.download, max_documents=hp.max_documents)
@@ -92,7 +89,7 @@ def main(argv):
     train_files, eval_files = bert_data.run_shards(
         hp.model_dir, vocabulary, source=source, train_files=hp.train_files, eval_files=hp.eval_files,
         seq_length=hp.seq_length, max_predictions=hp.max_predictions, dupe_factor=hp.dupe_factor, seed=hp.seed,
-        eval_fraction=hp.eval_fraction, verbose=chief)
+        eval_fraction=hp.eval_fraction, verbose=chief, chief=chief)
     shape = dict(seq_length=hp.seq_length, max_predictions=hp.max_predictions)
     if chief:
         metadata = bert_data.shard_metadata(train_files) or {}
@@ -129,12 +126,14 @@ def main(argv):
         wordpiece.write_vocabulary(vocabulary, own_vocab)
     logs = trainer.train()
     if chief and logs:
-        line = (f"step {hp.train_steps}: loss {logs['loss']:.4f}, MLM accuracy {logs['mlm_accuracy']:.3f}, "
-                f"NSP accuracy {logs['nsp_accuracy']:.3f}")
+        parts = []
+        if "loss" in logs:  # absent when the run was already at --train_steps
+            parts.append(f"step {hp.train_steps}: loss {logs['loss']:.4f}, MLM accuracy {logs['mlm_accuracy']:.3f}, "
+                         f"NSP accuracy {logs['nsp_accuracy']:.3f}")
         if "eval/mlm_accuracy" in logs:
-            line += (f"; held out: MLM accuracy {logs['eval/mlm_accuracy']:.3f}, NSP accuracy "
-                     f"{logs['eval/nsp_accuracy']:.3f}")
-        print(line, flush=True)
+            parts.append(f"held out: MLM accuracy {logs['eval/mlm_accuracy']:.3f}, NSP accuracy "
+                         f"{logs['eval/nsp_accuracy']:.3f}")
+        print("; ".join(parts), flush=True)
     if hp.export_dir:
         path = export_saved_model(hp.export_dir, backbone, serving_endpoints(backbone),
                                   assets={"vocab.txt": own_vocab}, strategy=strategy)

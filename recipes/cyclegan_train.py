@@ -56,14 +56,11 @@ def main(argv):
     from zoo import create_model
     from zoo.data import images
     from zoo.recipe_support.image_translation import train_and_export
-    from zoo.training import precision, strategy as strategies
+    from zoo import recipe_support
     from zoo.training.schedules import LinearWarmupDecay
 
     hp = SPEC.values()
-    precision.set_policy(hp.mixed_precision)
-    strategy = strategies.from_flag(hp.strategy, hp.tpu, hp.connect_timeout)
-    keras.utils.set_random_seed(hp.seed)
-    chief = strategies.is_chief(strategy)
+    strategy, chief = recipe_support.setup(hp)
 
     data = dict(data_dir=hp.data_dir, download=hp.download, seed=hp.seed, load_size=hp.load_size)
     if hp.dataset == "celeb_a":

@@ -130,15 +130,13 @@ def main(argv):
     from zoo.data import digits, images
     from zoo.errors import ZooError
     from zoo.models.continual import dgr_serving
-    from zoo.training import precision, strategy as strategies
+    from zoo import recipe_support
     from zoo.training.export import export_saved_model
     from zoo.training.trainer import Trainer
 
     hp = SPEC.values()
     methods = hp.methods
-    precision.set_policy(hp.mixed_precision)
-    strategy = strategies.from_flag(hp.strategy, hp.tpu, hp.connect_timeout)
-    chief = strategies.is_chief(strategy)
+    strategy, chief = recipe_support.setup(hp, seed=False)
 
     tasks = digits.task_sequence(hp.tasks, num_tasks=hp.num_tasks, seed=hp.seed, data_dir=hp.data_dir,
                                  download=hp.download)

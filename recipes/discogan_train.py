@@ -24,7 +24,7 @@ SPEC = zoo_flags.declare(
          "discogan, discogan_bottleneck (the angle tasks' generator), discogan_recongan or discogan_gan."),
     String("dataset", "synthetic",
            "synthetic, celeb_a, edges2shoes, edges2handbags, handbags2shoes or cycle_gan/<config>."),
-    Int("image_size", 64, "Image side (64 in the paper; a multiple of 16, at least 64).", role=MODEL, at_least=1),
+    Int("image_size", 64, "Image side (64 in the paper; a multiple of 16, at least 64).", role=MODEL, at_least=64),
     Int("filters", 16, "Channels of the first conv of every net (64 in the paper).", role=MODEL, at_least=1),
     Enum("loss", "code", ("code", "paper"),
          "code: the official code's GAN + feature matching + reconstruction with the rate curriculum; "
@@ -35,7 +35,8 @@ SPEC = zoo_flags.declare(
     Float("starting_rate", 0.01, "Reconstruction rate during the curriculum.", role=MODEL, at_least=0, at_most=1),
     Float("default_rate", 0.5, "Reconstruction rate after the curriculum.", role=MODEL, at_least=0, at_most=1),
     Int("gan_curriculum", 10000, "Iterations of the curriculum (steps x update_interval).", role=MODEL, at_least=0),
-    Int("update_interval", 3, "Iterations per discriminator step.", role=MODEL, at_least=1),
+    Int("update_interval", 3, "Iterations per discriminator step (one discriminator, then generator steps).",
+        role=MODEL, at_least=2),
     Float("weight_decay", 1e-5, "PyTorch Adam's coupled L2 weight decay.", role=MODEL, at_least=0),
     String("style_a", None, "celeb_a: attribute of domain A (e.g. Male, Blond_Hair)."),
     String("style_b", None, "celeb_a: attribute of domain B (default: not style_a)."),
@@ -44,6 +45,8 @@ SPEC = zoo_flags.declare(
     Int("num_samples", 8, "Test images per domain in the sample sheets.", role=FREE, at_least=1),
     Int("sample_every", 100, "Steps between sample sheets (checked every --log_every steps; one is always "
         "written at the end).", role=FREE, at_least=1),
+    checks=[lambda hp: None if hp.image_size % 16 == 0 else
+            f"--image_size={hp.image_size} must be a multiple of 16 (the generator halves it four times)"],
 )
 
 
@@ -54,13 +57,10 @@ def main(argv):
     from zoo import create_model
     from zoo.data import images
     from zoo.recipe_support.image_translation import train_and_export
-    from zoo.training import precision, strategy as strategies
+    from zoo import recipe_support
 
     hp = SPEC.values()
-    precision.set_policy(hp.mixed_precision)
-    strategy = strategies.from_flag(hp.strategy, hp.tpu, hp.connect_timeout)
-    keras.utils.set_random_seed(hp.seed)
-    chief = strategies.is_chief(strategy)
+    strategy, chief = recipe_support.setup(hp)
 
     data = dict(data_dir=hp.data_dir, download=hp.download, seed=hp.seed)
     if hp.dataset == "celeb_a":

@@ -121,13 +121,13 @@ def common(*, train_steps=1000, global_batch_size=32, learning_rate=1e-3, model_
     `only`: the names to keep, for a recipe to which the others do not apply.
     """
     from zoo.training.precision import POLICIES
-    from zoo.training.strategy import STRATEGIES
+    from zoo.training.strategy import CONNECT_TIMEOUT, STRATEGIES
 
     params = [
         Enum("strategy", "default", STRATEGIES, "Distribution strategy: default, mirrored (all local GPUs, or the "
              "CPU), multi_worker (reads TF_CONFIG) or tpu (needs --tpu).", role=FREE),
         String("tpu", None, "TPU name or grpc:// address for --strategy=tpu ('local' on a TPU VM).", role=FREE),
-        Float("connect_timeout", 300.0, "Seconds to wait for the other workers (multi_worker) or the TPU before "
+        Float("connect_timeout", CONNECT_TIMEOUT, "Seconds to wait for the other workers (multi_worker) or the TPU before "
               "stopping with the unreachable addresses.", role=FREE, above=0),
         String("model_dir", model_dir, "Checkpoints, config.json and TensorBoard logs; a run resumes from here.",
                role=FREE, required="checkpoints, config.json and logs are written there"),

@@ -78,6 +78,10 @@ def test_second_run_resumes_and_exports_next_version(first_run):
     assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-8")
     assert sorted(os.listdir(export_dir)) == ["1", "2"]
     assert sorted(os.listdir(model_dir / "data")) == shards  # reused, not rewritten
+    again = run(f"--model_dir={model_dir}", f"--export_dir={export_dir}", "--train_steps=8", *SMALL)
+    assert again.returncode == 0, again.stderr[-3000:]  # a finished run: evaluates and exports again
+    assert "is already at step 8" in again.stdout and "held out: MLM accuracy" in again.stdout
+    assert sorted(os.listdir(export_dir)) == ["1", "2", "3"]
 
 
 def test_trains_from_train_files(tmp_path, first_run):

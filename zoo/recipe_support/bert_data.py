@@ -63,16 +63,19 @@ def train_default_vocabulary():
 
 
 def run_shards(model_dir, vocabulary, *, source, train_files, eval_files, seq_length, max_predictions, dupe_factor,
-               seed, eval_fraction, verbose=True):
+               seed, eval_fraction, verbose=True, chief=True, wait=3600.0):
     """`(train_files, eval_files)`: checked shard lists (`eval_files` None when there is no held-out split).
 
     Without `train_files`, the documents of `source` (`text_sources.iter_documents` arguments; {} is the
-    embedded corpus) are written to `<model_dir>/data/` with an `eval_fraction` held-out split, once.
+    embedded corpus) are written to `<model_dir>/data/` with an `eval_fraction` held-out split, once, by the
+    chief; the other workers wait (at most `wait` seconds) for its `metadata.json`, written last.
     """
     from zoo.data import bert_shards
 
     if not train_files:
         data_dir = os.path.join(model_dir, DATA_DIR)
+        if not chief:
+            _wait_for_shards(data_dir, wait)
         settings = dict(seq_length=seq_length, max_predictions=max_predictions, dupe_factor=dupe_factor, seed=seed,
                         eval_fraction=eval_fraction)
         if not _embedded(source):
@@ -86,6 +89,19 @@ def run_shards(model_dir, vocabulary, *, source, train_files, eval_files, seq_le
     train = bert_shards.check_shards(train_files, flag="--train_files", **checked)
     held_out = bert_shards.check_shards(eval_files, flag="--eval_files", **checked) if eval_files else None
     return train, held_out
+
+
+def _wait_for_shards(data_dir, wait):
+    import time
+
+    from zoo.data import bert_shard_format as fmt
+
+    start = time.monotonic()
+    while fmt.read_metadata(data_dir) is None:
+        if time.monotonic() - start > wait:
+            raise ZooError(f"the chief did not finish the shards in {data_dir} within {wait:g} s; check the chief's "
+                           "log, or make them first with recipes/bert_create_data.py and pass --train_files")
+        time.sleep(2.0)
 
 
 def _embedded(source):

@@ -90,8 +90,8 @@ def export_saved_model(export_dir, model, endpoints, assets=None, version=None, 
 
 
 def check_export_dir(export_dir):
-    """Creates `export_dir` or raises a one-line `ZooError` when it cannot hold exports (call it before a
-    long training run, so a blocked path is found before the work, not after)."""
+    """Creates `export_dir` or raises a one-line `ZooError` when it cannot hold exports. (Recipes check
+    their directories before any work in `zoo.flags`; this guards the exporter's own callers.)"""
     if tf.io.gfile.exists(export_dir) and not tf.io.gfile.isdir(export_dir):
         raise ZooError(f"--export_dir={export_dir} is a file, not a directory; choose another --export_dir")
     try:

@@ -6,10 +6,11 @@ Keras' `fit` is broken under MultiWorkerMirroredStrategy in Keras 3, so recipes 
 - `model.train_step(batch)` returns a dict of scalar logs that are already global (see `zoo.ops`);
 - `model.build_optimizer_state()`, if defined, creates every optimizer's variables (else `model.optimizer`
   is built over `model.trainable_variables`), so checkpoints restore into existing slots;
-- `model.test_step(batch)` updates the model's Keras metrics (Keras' own `test_step` does, for a compiled
-  loss and metrics). Evaluation reports `metric.result()` of every metric in `model.metrics`, read across
-  all replicas and workers: Keras metric state is summed on read, so a `keras.metrics.Mean` updated with
-  `sample_weight` gives the exact global weighted mean, however batches fall on replicas;
+- `model.test_step(batch)` updates the model's Keras metrics and returns their results (Keras' own
+  `test_step` does, for a compiled loss and metrics). Evaluation reports the final `result()` of each metric
+  whose name `test_step` returns, read across all replicas and workers: Keras metric state is summed on read,
+  so a `keras.metrics.Mean` updated with `sample_weight` gives the exact global weighted mean, however
+  batches fall on replicas;
 - the step: a model reads the global step with `zoo.ops.global_step(model)` (this trainer's step variable,
   the number of steps completed before the running one, restored on resume);
 - carried state: variables made with `zoo.layers.carried_state.carried_state` stay per replica, are
@@ -40,7 +41,7 @@ from zoo.errors import ZooError
 from zoo.layers.carried_state import is_carried_state
 from zoo.ops import driving_step
 from zoo.training.carried_state import CarriedState
-from zoo.training.checkpoints import checkpoint_files, lock_model_dir, restore_newest_intact
+from zoo.training.checkpoints import lock_model_dir, restore_newest_intact
 from zoo.training.strategy import is_chief
 
 CONFIG_FILE = "config.json"
@@ -68,7 +69,8 @@ class Trainer:
         eval_dataset_fn: `fn(input_context) -> tf.data.Dataset` of per-replica evaluation batches, finite
             (or repeating, with `eval_steps`); `None`: no evaluation.
         eval_every: steps between evaluations; `None` or 0: at the end only. There is always one at the end.
-        eval_steps: batches per evaluation (per input pipeline); `None` or 0: the whole evaluation dataset.
+        eval_steps: steps per evaluation (each a batch on every replica); `None` or 0: the whole evaluation
+            dataset.
         config: JSON-able description of the run that must match to resume (model, data, vocabulary).
         hooks: callables `hook(step, logs)` called on the chief every `log_every` steps and at the end,
             and after each evaluation with its results under `eval/<name>` keys.
@@ -172,7 +174,7 @@ class Trainer:
                     f"--model_dir={self.model_dir} holds a run with a different config ({'; '.join(diffs)}); "
                     "use a new --model_dir, or the flags of that run to resume it"
                 )
-        elif self.is_chief and not checkpoint_files(self.model_dir):
+        elif self.is_chief:  # a new run, or one whose config.json was lost: record this one from now on
             tf.io.gfile.makedirs(self.model_dir)
             tmp = path + ".tmp"
             with tf.io.gfile.GFile(tmp, "w") as f:
@@ -311,7 +313,7 @@ class Trainer:
             raise ZooError("this Trainer has no evaluation data (eval_dataset_fn)")
         if self._eval_function is None:
             self._eval_function = self._make_eval_function()
-        carried = self.carried_state or CarriedState(self.model, self.strategy)
+        carried = self.carried_state if self.carried_state is not None else CarriedState(self.model, self.strategy)
         carried.gather()
         carried.reset()
         iterator = iter(self.strategy.distribute_datasets_from_function(self.eval_dataset_fn))
