@@ -162,6 +162,7 @@ def test_theta_advances_once_per_accumulated_step(make):
     assert plain._theta.numpy() == accumulating._theta.numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_slots_and_theta_stay_in_step_across_two_replicas(mirrored):
     rng = np.random.RandomState(0)

@@ -140,6 +140,7 @@ def test_two_replicas_take_the_same_steps_as_one(tmp_path, mirrored):
         assert model.optimizer.current_damping.numpy() == pytest.approx(single.optimizer.current_damping.numpy())
 
 
+@pytest.mark.slow
 def test_works_in_the_shared_trainer_and_resumes(tmp_path):
     x, y = _data()
     args = dict(strategy=tf.distribute.get_strategy(), model_dir=str(tmp_path), dataset_fn=_dataset_fn(x, y, 32),

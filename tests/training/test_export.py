@@ -64,6 +64,7 @@ def test_failed_write_leaves_nothing(tmp_path, backbone, monkeypatch):
     assert sorted(os.listdir(base)) == ["1"]
 
 
+@pytest.mark.slow
 def test_loads_with_tensorflow_only_and_matches_keras(tmp_path, backbone, vocab):
     path = export.export_saved_model(str(tmp_path / "export"), backbone, serving_endpoints(backbone),
                                      assets={"vocab.txt": vocab})

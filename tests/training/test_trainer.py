@@ -42,6 +42,7 @@ def _train(strategy, model_dir, steps, jit_compile=False, clip_norm=None, **kwar
     return model, logs
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_replicas_equal_one_replica_at_same_global_batch(tmp_path, mirrored):
     # clip_norm=0.05 is active at every step: the global gradient is clipped, not each replica's share.
@@ -55,6 +56,7 @@ def test_two_replicas_equal_one_replica_at_same_global_batch(tmp_path, mirrored)
         assert single_logs[key] == pytest.approx(mirrored_logs[key], rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
     straight, _ = _train(tf.distribute.get_strategy(), tmp_path / "straight", steps=6)
     _train(tf.distribute.get_strategy(), tmp_path / "resumed", steps=4)
@@ -122,12 +124,14 @@ def test_plain_compiled_keras_model_under_mirrored(tmp_path, mirrored):
     assert logs["loss"] < 1e-2 and "mae" in logs
 
 
+@pytest.mark.slow
 def test_hooks_run_on_log_steps(tmp_path):
     seen = []
     _train(tf.distribute.get_strategy(), tmp_path, steps=3, hooks=[lambda step, logs: seen.append(step)])
     assert seen == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_resume_is_exact_with_dropout(tmp_path):
     """Dropout's random-number state is checkpointed, so an interrupted run equals an uninterrupted one."""
     def train(model_dir, steps):
@@ -175,6 +179,7 @@ def test_float16_overflow_on_one_replica_is_skipped_everywhere(mirrored):
     assert all((np.asarray(r) == 1).all() for r in fine)
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_mixed_float16_pretraining_under_mirrored(tmp_path, mirrored):
     policy = keras.mixed_precision.global_policy()

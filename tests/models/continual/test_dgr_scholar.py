@@ -142,6 +142,7 @@ def _copy_weights(source, target):
         b.assign(a)
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 @pytest.mark.parametrize("role", ["generator", "solver"])
 def test_two_replicas_equal_one_device(role, mirrored):

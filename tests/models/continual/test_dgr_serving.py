@@ -4,6 +4,7 @@ import json
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import zoo
@@ -13,6 +14,7 @@ from zoo.models.continual import dgr_serving
 from zoo.training.export import export_saved_model
 
 
+@pytest.mark.slow
 def test_solver_and_generator_serve_without_keras(tmp_path):
     keras.utils.set_random_seed(0)
     scholar = zoo.create_model("dgr", preset="digits", generator=dict(channels=4), critic=dict(channels=4),

@@ -2,6 +2,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 
 import zoo
 from tests.tf_only import run_tf_only
@@ -9,6 +10,7 @@ from zoo.data import images
 from zoo.training.export import export_saved_model
 
 
+@pytest.mark.slow
 def test_generators_serve_floats_and_png_bytes_without_keras(tmp_path):
     """DiscoGAN and CycleGAN generators load with TensorFlow alone; `serving_default` matches Keras and
     `translate_bytes` round-trips PNGs (8-bit input in, the translation rounded to 8 bits out)."""
