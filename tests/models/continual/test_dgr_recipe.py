@@ -31,7 +31,7 @@ def test_recipe_compares_methods_exports_and_resumes(tmp_path):
     assert [(r["method"], r["after_task"]) for r in rows] == [
         (m, k) for m in ("generative", "exact", "none") for k in ("1", "2")]
     assert "Test accuracy on every task after each task" in first.stdout
-    assert files(model_dir) == ["accuracy.csv", "accuracy.png", "exact", "generative", "none", "samples"]
+    assert files(model_dir) == [".lock", "accuracy.csv", "accuracy.png", "exact", "generative", "none", "samples"]
     assert files(os.path.join(model_dir, "generative", "task_2")) == ["generator", "solver"]
     assert files(os.path.join(model_dir, "none", "task_1")) == ["solver"]  # baselines need no generator
     assert "config.json" in files(os.path.join(model_dir, "exact", "task_2", "solver"))
