@@ -37,6 +37,7 @@ import sys
 from absl import app, flags, logging
 
 from zoo.errors import ZooError
+from zoo.paths import check_directory
 
 MATCH, MODEL, FREE = "match", "model", "free"
 _DEFINE = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float, "bool": flags.DEFINE_bool,
@@ -278,24 +279,6 @@ def parse(argv, flag_values=None):
 
 DIRECTORY_FLAGS = ("model_dir", "export_dir", "output_dir")  # where recipes write: checked before any work
 
-
-def check_directory(flag, path):
-    """Raises `ZooError` when `path` cannot become a writable directory (a file is in the way, or the
-    nearest existing parent is not writable), so a blocked path is found before training, not after.
-    Creates nothing; remote paths (gs://, ...) are left to their file system."""
-    if not path or "://" in path:
-        return
-    path = os.path.abspath(os.path.expanduser(path))
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ZooError(f"--{flag}={path} is a file, not a directory; choose another --{flag}")
-    parent = path
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent):
-        raise ZooError(f"--{flag}={path} cannot be made: {parent} is a file; choose another --{flag}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ZooError(f"--{flag}={path} is not writable ({parent} is not writable by this user); choose another "
-                       f"--{flag}")
 
 
 def _main_wrapper(main):

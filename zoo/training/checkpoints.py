@@ -17,6 +17,7 @@ import sys
 import tensorflow as tf
 
 from zoo.errors import ZooError
+from zoo.paths import check_directory
 
 _CKPT = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
 _LOCKS = {}  # absolute model_dir -> open lock file, held until the process exits
@@ -104,8 +105,7 @@ def lock_model_dir(model_dir):
     path = os.path.abspath(model_dir)
     if path in _LOCKS:
         return
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ZooError(f"--model_dir={model_dir} is a file, not a directory; choose another --model_dir")
+    check_directory("model_dir", path)
     try:
         os.makedirs(path, exist_ok=True)
         handle = open(os.path.join(path, ".lock"), "a+")

@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from zoo.errors import ZooError
+from zoo.paths import check_directory
 from zoo.training.strategy import is_chief
 
 
@@ -92,8 +93,7 @@ def export_saved_model(export_dir, model, endpoints, assets=None, version=None, 
 def check_export_dir(export_dir):
     """Creates `export_dir` or raises a one-line `ZooError` when it cannot hold exports. (Recipes check
     their directories before any work in `zoo.flags`; this guards the exporter's own callers.)"""
-    if tf.io.gfile.exists(export_dir) and not tf.io.gfile.isdir(export_dir):
-        raise ZooError(f"--export_dir={export_dir} is a file, not a directory; choose another --export_dir")
+    check_directory("export_dir", export_dir)
     try:
         tf.io.gfile.makedirs(export_dir)
         probe = os.path.join(export_dir, f".write-test-{uuid.uuid4().hex}")

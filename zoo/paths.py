@@ -1,0 +1,24 @@
+"""The one check of a directory a run will write to (recipes' flags, the model-dir lock, the exporter)."""
+
+import os
+
+from zoo.errors import ZooError
+
+
+def check_directory(flag, path):
+    """Raises `ZooError` when `path` cannot become a writable directory (a file is in the way, or the
+    nearest existing parent is not writable), so a blocked path is found before training, not after.
+    Creates nothing; remote paths (gs://, ...) are left to their file system."""
+    if not path or "://" in path:
+        return
+    path = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ZooError(f"--{flag}={path} is a file, not a directory; choose another --{flag}")
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ZooError(f"--{flag}={path} cannot be made: {parent} is a file; choose another --{flag}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ZooError(f"--{flag}={path} is not writable ({parent} is not writable by this user); choose another "
+                       f"--{flag}")
