@@ -1,4 +1,5 @@
-"""Normalisation: instance norm (which Keras does not ship) and PyTorch-style batch norm."""
+"""Normalisation: instance norm (which Keras does not ship), PyTorch-style batch norm, and cross-replica
+batch statistics for every batch norm of a built network (`synchronize_batch_norm`)."""
 
 import keras
 from keras import ops
@@ -16,6 +17,26 @@ def torch_batch_norm(name=None, synchronized=True, dtype=None):
     """
     return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized, dtype=dtype,
                                            name=name)
+
+
+def synchronize_batch_norm(layer):
+    """Makes every BatchNormalization in the built `layer` normalise training batches with statistics over all
+    replicas (Keras `synchronized=True`, TF backend: sums of x, x² and counts all-reduced, gradients through
+    the all-reduce), so N replicas match one device at the same global batch. Keras reads the flag at call
+    time, so networks call this at the end of their constructor. Returns how many layers it set.
+
+    Example:
+        synchronize_batch_norm(net)   # what NASNet/PNASNet/RandWire(..., sync_batch_norm=True) do
+    """
+    if keras.backend.backend() != "tensorflow":
+        from zoo.errors import ZooError
+        raise ZooError(f"sync_batch_norm needs the TensorFlow backend, not {keras.backend.backend()}; "
+                       f"set KERAS_BACKEND=tensorflow or sync_batch_norm=False")
+    norms = [sub for sub in layer._flatten_layers(include_self=True, recursive=True)
+             if isinstance(sub, keras.layers.BatchNormalization)]
+    for norm in norms:
+        norm.synchronized = True
+    return len(norms)
 
 
 @keras.saving.register_keras_serializable(package="zoo")
