@@ -2,22 +2,36 @@
 in `zoo.layers.config.Configurable`)."""
 
 from zoo.layers.config import Configurable
+from zoo.layers.drop_path import ScheduledDropPath, drop_path_progress
 from zoo.layers.initializers import (TorchBiasUniform, normal_initializer, torch_kernel_initializer,
                                      truncated_normal_initializer)
 from zoo.layers.masked_lm_head import MaskedLMHead
+from zoo.layers.nas_ops import (AuxHead, Conv1x7x7x1, FactorizedReduction, IdentityOp, PoolOp, ReluConvBN,
+                                ReluSepConvBN, SepConvStack, make_op)
 from zoo.layers.normalization import InstanceNormalization, torch_batch_norm
 from zoo.layers.padding import ReflectionPadding2D
 from zoo.layers.position_embedding import PositionEmbedding
 from zoo.layers.transformer_encoder import TransformerEncoder
 
 __all__ = [
+    "AuxHead",
     "Configurable",
+    "Conv1x7x7x1",
+    "FactorizedReduction",
+    "IdentityOp",
     "InstanceNormalization",
     "MaskedLMHead",
+    "PoolOp",
     "PositionEmbedding",
     "ReflectionPadding2D",
+    "ReluConvBN",
+    "ReluSepConvBN",
+    "ScheduledDropPath",
+    "SepConvStack",
     "TorchBiasUniform",
     "TransformerEncoder",
+    "drop_path_progress",
+    "make_op",
     "normal_initializer",
     "torch_batch_norm",
     "torch_kernel_initializer",

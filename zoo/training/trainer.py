@@ -308,7 +308,9 @@ class Trainer:
 
     def evaluate(self):
         """Runs `model.test_step` over the evaluation data on every replica (every worker must call it);
-        returns `{metric name: global value}` as floats. Carried state starts from zero and is put back."""
+        returns `{metric name: global value}`: floats, or numpy arrays for metrics whose result is not a scalar
+        (a confusion matrix; those are not printed or written to TensorBoard). Carried state starts from zero
+        and is put back."""
         if self.eval_dataset_fn is None:
             raise ZooError("this Trainer has no evaluation data (eval_dataset_fn)")
         if self._eval_function is None:
@@ -319,7 +321,7 @@ class Trainer:
         iterator = iter(self.strategy.distribute_datasets_from_function(self.eval_dataset_fn))
         limit = self.eval_steps if self.eval_steps else np.iinfo(np.int32).max
         results = self._eval_function(iterator, tf.constant(limit, tf.int32))
-        results = {k: float(np.asarray(v)) for k, v in results.items()}
+        results = {k: _host_value(v) for k, v in results.items()}
         carried.scatter()
         for metric in self.model.metrics:  # training logs start clean
             metric.reset_state()
@@ -329,11 +331,12 @@ class Trainer:
         step = int(self.step.numpy())
         results = self.evaluate()
         if self.is_chief:
+            scalars = {k: v for k, v in results.items() if isinstance(v, float)}
             with self.eval_writer.as_default(step=step):
-                for k, v in results.items():
+                for k, v in scalars.items():
                     tf.summary.scalar(k, v)
             if self.verbose:
-                print(f"eval at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(results.items())),
+                print(f"eval at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(scalars.items())),
                       flush=True)
             for hook in self.hooks:
                 hook(step, {f"eval/{k}": v for k, v in results.items()})
@@ -414,6 +417,12 @@ class Trainer:
             self._progbar.update(step, list(values.items()), finalize=step == self.train_steps)
         for hook in self.hooks:
             hook(step, values)
+
+
+def _host_value(value):
+    """An evaluation result on the host: a float for a scalar, else a numpy array."""
+    value = np.asarray(value)
+    return float(value) if value.ndim == 0 else value
 
 
 def _learning_rate(model):
