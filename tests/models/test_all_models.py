@@ -93,12 +93,18 @@ def test_keras_file_save_load(name, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-# Building a full-size model costs about 1 s of CPU per 10M parameters (initializers); the large ones are slow.
+# Building a full-size model costs about 1 s of CPU per 10M parameters (initializers), and the searched and
+# random architectures' hundreds of layers take 2-4 s to wire even at 5M: those builds are slow.
 SLOW_PARAMS = 50_000_000
+DEEP_GRAPH_FAMILIES = ("nasnet", "pnasnet", "randwire")
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if zoo.model_info(n).params > SLOW_PARAMS
-                                  else n for n in NAMES])
+def _slow_build(name):
+    info = zoo.model_info(name)
+    return info.params > SLOW_PARAMS or info.family.name in DEEP_GRAPH_FAMILIES
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if _slow_build(n) else n for n in NAMES])
 def test_full_size_parameter_count(name):
     info = zoo.model_info(name)
     model = zoo.create_model(name)

@@ -19,6 +19,21 @@ def trainable(model):
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
+def slim_shapes(model, name):
+    """(ours, TF-slim's) multisets of trainable and moving-variable shapes, TF-slim's from
+    tests/models/nas/data/slim_variable_shapes.json: TF-slim's own nasnet/pnasnet definitions built offline
+    with tf-slim (1000 classes, 10 for CIFAR; no aux head)."""
+    import collections
+    import json
+    import os
+
+    with open(os.path.join(os.path.dirname(__file__), "data", "slim_variable_shapes.json")) as f:
+        reference = json.load(f)[name]
+    count = lambda variables: dict(collections.Counter("x".join(map(str, v.shape)) for v in variables))  # noqa: E731
+    return ((count(model.trainable_weights), count(model.non_trainable_weights)),
+            (reference["trainable"], reference["moving"]))
+
+
 def total(model):
     return sum(int(np.prod(w.shape)) for w in model.weights)
 
@@ -106,6 +121,7 @@ def test_mobile_counts_and_parity():
     reference = keras.applications.NASNetMobile(weights=None, classifier_activation=None)
     ours = build("nasnet_a_mobile", dropout=0.0)
     assert (trainable(ours), total(ours)) == (5_289_978, 5_326_716)
+    assert slim_shapes(ours, "nasnet_mobile")[0] == slim_shapes(ours, "nasnet_mobile")[1]
     assert (trainable(reference), total(reference)) == (5_289_978, 5_326_716)
     difference = ported_difference(reference, ours, seed=1)
     print(f"NASNet-A Mobile 224: max |logits - keras.applications| = {difference:.2e}")
@@ -127,7 +143,10 @@ def test_large_counts_and_parity():
 @pytest.mark.slow
 def test_cifar_and_aux_counts_match_slim():
     # TF-slim build_nasnet_cifar (10 classes): 3,346,538 trainable, 4,978,036 with the aux head
-    assert trainable(build("nasnet_a_cifar")) == 3_346_538
+    cifar = build("nasnet_a_cifar")
+    assert trainable(cifar) == 3_346_538
+    ours, slim = slim_shapes(cifar, "nasnet_cifar")
+    assert ours == slim  # every trainable and moving-variable shape, as many times as TF-slim has it
     assert trainable(build("nasnet_a_cifar", aux_head=True)) == 4_978_036
     # TF-slim build_nasnet_mobile with its aux head: 7,701,218
     assert trainable(build("nasnet_a_mobile", aux_head=True)) == 7_701_218

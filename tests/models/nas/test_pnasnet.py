@@ -11,6 +11,21 @@ def trainable(model):
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
+def slim_shapes(model, name):
+    """(ours, TF-slim's) multisets of trainable and moving-variable shapes, TF-slim's from
+    tests/models/nas/data/slim_variable_shapes.json: TF-slim's own nasnet/pnasnet definitions built offline
+    with tf-slim (1000 classes, 10 for CIFAR; no aux head)."""
+    import collections
+    import json
+    import os
+
+    with open(os.path.join(os.path.dirname(__file__), "data", "slim_variable_shapes.json")) as f:
+        reference = json.load(f)[name]
+    count = lambda variables: dict(collections.Counter("x".join(map(str, v.shape)) for v in variables))  # noqa: E731
+    return ((count(model.trainable_weights), count(model.non_trainable_weights)),
+            (reference["trainable"], reference["moving"]))
+
+
 def test_reduction_layers_as_slim():
     assert calc_reduction_layers(12, 2) == [4, 8]
     assert calc_reduction_layers(9, 2) == [3, 6]
@@ -36,6 +51,8 @@ def test_tiny_structure():
 @pytest.mark.slow
 def test_large_counts_and_channels():
     net = build("pnasnet_5_large")
+    ours, slim = slim_shapes(net, "pnasnet_large")
+    assert ours == slim  # every trainable and moving-variable shape, as many times as TF-slim has it
     # imgclsmob's count = TF-slim build_pnasnet_large(1000 classes) trainable without the aux head
     assert trainable(net) == 86_057_668
     assert net.count_params() == 86_234_656
@@ -46,6 +63,8 @@ def test_large_counts_and_channels():
 @pytest.mark.slow
 def test_mobile_counts_and_channels():
     net = build("pnasnet_5_mobile")
+    ours, slim = slim_shapes(net, "pnasnet_mobile")
+    assert ours == slim
     assert trainable(net) == 5_064_487  # TF-slim build_pnasnet_mobile(1000 classes) without the aux head
     assert net.count_params() == 5_098_151
     assert tuple(net.cells[-1].output.shape[1:]) == (7, 7, 1080)
