@@ -230,3 +230,17 @@ def build_cell(spec, h_prev, h_prev_prev, filters, strides=1, drop_path_rate=0.0
     """
     cell = NASCell(spec, filters, strides, drop_path_rate, cell_ratio, name=name, **kwargs)
     return cell(h_prev if h_prev_prev is None else [h_prev, h_prev_prev])
+
+
+def classifier_head(x, num_classes, dropout=0.0, dtype=None):
+    """The NASNet/PNASNet top on a functional tensor: ReLU, global average pool, dropout, Dense
+    ("predictions", keras.applications' name), float32 logits. Returns `(dense_layer, logits)`.
+
+    Example:
+        classifier, logits = classifier_head(cell_output, num_classes=10, dropout=0.5)
+    """
+    x = keras.layers.Activation("relu", name="head_relu", dtype=dtype)(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype=dtype)(x)
+    x = keras.layers.Dropout(dropout, name="dropout", dtype=dtype)(x)
+    classifier = keras.layers.Dense(num_classes, name="predictions", dtype=dtype)
+    return classifier, keras.layers.Activation("linear", dtype="float32", name="logits")(classifier(x))

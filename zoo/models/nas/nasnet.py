@@ -25,7 +25,7 @@ from zoo.errors import ZooError
 from zoo.layers.config import Configurable
 from zoo.layers.nas_ops import BN_EPSILON, BN_MOMENTUM, AuxHead, batch_norm
 from zoo.layers.normalization import synchronize_batch_norm
-from zoo.models.nas.cell import CellSpec, NASCell
+from zoo.models.nas.cell import CellSpec, NASCell, classifier_head
 
 
 def _reduce(n):
@@ -108,11 +108,7 @@ class NASNet(Configurable, keras.Model):
             if aux_head and cell.name == aux_after:
                 self.aux = AuxHead(num_classes, bn_momentum, bn_epsilon, name="aux_head", dtype=dtype)
                 outputs["aux_logits"] = self.aux(x)
-        x = keras.layers.Activation("relu", name="head_relu", dtype=dtype)(x)
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool", dtype=dtype)(x)
-        x = keras.layers.Dropout(dropout, name="dropout", dtype=dtype)(x)
-        self.classifier = keras.layers.Dense(num_classes, name="predictions", dtype=dtype)
-        logits = keras.layers.Activation("linear", dtype="float32", name="logits")(self.classifier(x))
+        self.classifier, logits = classifier_head(x, num_classes, dropout, dtype)
         super().__init__(inputs=images, outputs={"logits": logits, **outputs}, dtype=dtype, **kwargs)
         if sync_batch_norm:
             synchronize_batch_norm(self)
