@@ -9,6 +9,7 @@ import tensorflow as tf
 from tests.recipe_run import assert_one_line_error, run_recipe, summary_scalars
 from tests.tf_only import run_tf_only
 from zoo.data.image_classification import EMBEDDED_CLASSES
+from zoo.errors import ZooError
 from zoo.recipe_support import image_classification as support
 
 TINY = ["--model=nasnet_a_cifar", "--size=small", "--global_batch_size=8", "--num_examples=2", "--sync_batch_norm"]
@@ -57,6 +58,16 @@ def test_model_checks():
         support.check_model("nope")
     with pytest.raises(Exception, match="JSON object"):
         support.parse_overrides("[1]")
+
+
+def test_misspelt_override_is_an_error():
+    # nasnet's num_blocks misspelt: the networks hand unknown keywords to keras.Model, which ignores them.
+    with pytest.raises(ZooError, match=r"nasnet_a_cifar has no argument num_block; it takes .*num_blocks"):
+        support.build_network("nasnet_a_cifar", num_classes=3, image_size=32, size="small",
+                              overrides={"num_block": 1, "dropout": 0.1})
+    network = support.build_network("nasnet_a_cifar", num_classes=3, image_size=32, size="small",
+                                    overrides={"dropout": 0.1})
+    assert network.dropout == 0.1
 
 
 # === End to end (slow) ===

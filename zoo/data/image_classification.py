@@ -7,15 +7,17 @@ Sources (`open_dataset`):
   solve it; 2,000 training and 500 validation images, generated deterministically in about a second.
 - tensorflow-datasets in `--data_dir`: "cifar10", "cifar100" (train/test), "imagenet2012", "imagenette"
   (train/validation), through `zoo.data.tfds_offline.load`, which fails at once offline.
-- "folder": `<image_dir>/<class>/*.{jpg,jpeg,png}`, class names sorted; `<image_dir>/train/<class>/` and
-  `<image_dir>/validation/<class>/` when present, else a deterministic hold-out of each class.
+- "folder": `<image_dir>/<class>/*.{jpg,jpeg,png}`, class names sorted (hidden folders skipped);
+  `<image_dir>/train/<class>/` and `<image_dir>/validation/<class>/` (or `val/`) when present, else a
+  deterministic hold-out of each class; no validation image at all is an error.
 
 Augmentation (`preprocess_train`) follows the image size: up to 64 pixels the CIFAR recipe (resize to S if
 needed, zero-pad 4, random S x S crop, random flip); above, the Inception crop (a random box of 8%-100% of
 the area and aspect 3/4-4/3, `tf.image.stateless_sample_distorted_bounding_box`, resized to S, random
 flip). Evaluation (`preprocess_eval`): resize to S up to 64 pixels; above, a central crop of 87.5% of the
-side, then resize (slim's Inception evaluation). Random choices are stateless, seeded by `seed` and the
-example's position in the stream, so a resumed run sees the same batches.
+side, then resize (slim's Inception evaluation). Random choices are stateless, seeded by `seed`, the input
+pipeline (worker) and the example's position in its stream, so a resumed run sees the same batches. Training
+reads the records still encoded (tfds, folders) and shuffles folder lists in full each pass.
 
 Example:
     data = open_dataset("embedded")
@@ -159,22 +161,28 @@ def _tfds(name, data_dir, download):
         except (KeyError, ValueError, TypeError):
             sizes[ours] = None
 
+    native = 32 if name.startswith("cifar") else None
+
     def records(split, training=False, seed=0):
+        # Records keep the encoded image: a worker decodes only its own shard, and the training shuffle
+        # buffer holds JPEG/PNG bytes, not decoded ImageNet-size images (gigabytes at 10,000 of them).
         theirs = TFDS[name][0 if split == "train" else 1]
         return tfds_offline.load(name, theirs, data_dir=data_dir, download=download, as_supervised=True,
-                                 shuffle_files=training,
+                                 shuffle_files=training, decoders={"image": tfds.decode.SkipDecoding()},
                                  read_config=tfds.ReadConfig(shuffle_seed=seed))
 
-    def decode(image, label):
+    def decode(encoded, label):
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        image = tf.ensure_shape(image, (native, native, 3))
         return image, tf.cast(label, tf.int32)
 
-    native = 32 if name.startswith("cifar") else None
     return ClassificationData(name, class_names, records, decode, sizes, native)
 
 
 def _class_files(folder, image_dir):
     """{class name: sorted image paths} of the class folders in `folder`."""
-    classes = sorted(n for n in os.listdir(folder) if os.path.isdir(os.path.join(folder, n)))
+    classes = sorted(n for n in os.listdir(folder)
+                     if os.path.isdir(os.path.join(folder, n)) and not n.startswith("."))  # no .ipynb_checkpoints
     if not classes:
         raise ZooError(f"{folder} has no class folders; lay images out as --image_dir/<class>/*.jpg "
                        f"(--image_dir={image_dir})")
@@ -191,7 +199,9 @@ def _class_files(folder, image_dir):
 def _folder(image_dir, validation_fraction):
     if not os.path.isdir(image_dir):
         raise ZooError(f"--image_dir={image_dir} is not a directory; point it at <dir>/<class>/*.jpg")
-    train_dir, val_dir = os.path.join(image_dir, "train"), os.path.join(image_dir, "validation")
+    train_dir = os.path.join(image_dir, "train")
+    val_dir = next((os.path.join(image_dir, n) for n in ("validation", "val")
+                    if os.path.isdir(os.path.join(image_dir, n))), os.path.join(image_dir, "validation"))
     if os.path.isdir(train_dir):
         train = _class_files(train_dir, image_dir)
         class_names = tuple(train)
@@ -207,6 +217,9 @@ def _folder(image_dir, validation_fraction):
         files = _class_files(image_dir, image_dir)
         class_names = tuple(files)
         train, validation = _hold_out(files, validation_fraction)
+    if not sum(len(v) for v in validation.values()):
+        raise ZooError(f"--image_dir={image_dir} leaves no validation images (--validation_fraction="
+                       f"{validation_fraction}); raise --validation_fraction, add images, or add a validation/ folder")
     index = {name: i for i, name in enumerate(class_names)}
     lists = {}
     for split, files in (("train", train), ("validation", validation)):
@@ -215,7 +228,10 @@ def _folder(image_dir, validation_fraction):
 
     def records(split, training=False, seed=0):
         paths, labels = lists[split]
-        return tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), labels))
+        ds = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), labels))
+        if training and paths:  # the lists are sorted by class: shuffle all paths (cheap), anew each pass
+            ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        return ds
 
     def decode(path, label):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
@@ -299,19 +315,38 @@ def _shard(ds, input_context):
 
 
 def _per_replica(global_batch_size, input_context):
-    return input_context.get_per_replica_batch_size(global_batch_size) if input_context else global_batch_size
+    if input_context is None:
+        return global_batch_size
+    replicas = input_context.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise ZooError(f"--global_batch_size={global_batch_size} must be a multiple of the {replicas} replicas; use "
+                       f"e.g. {max(1, global_batch_size // replicas) * replicas}")
+    return global_batch_size // replicas
+
+
+def _stream_seed(seed, pipeline):
+    """The seed of input pipeline `pipeline`'s shuffle and augmentation: `seed` itself for pipeline 0 (and
+    single-pipeline runs), a derived one for the others; below 2**31 - 1, so that seed + 1 is an int32."""
+    if pipeline:
+        seed = int(np.random.SeedSequence([seed, pipeline]).generate_state(1)[0])
+    return seed % (2 ** 31 - 2)
 
 
 def train_dataset(data, image_size, global_batch_size, input_context=None, seed=0, shuffle_buffer=10_000):
     """Repeating, shuffled (seeded, reshuffled each pass), augmented per-replica batches of `data`'s train
     split: (float32 [b, S, S, 3] in [-1, 1], int32 [b]), b = this replica's share of the global batch."""
+    # Every pipeline reads the records in the same order (so that the shards are disjoint), but shuffles its
+    # shard and draws its augmentation with a seed of its own: otherwise the examples at the same position
+    # in every worker's stream would get the same crop and flip, and the same shuffle.
     ds = _shard(data.records("train", training=True, seed=seed), input_context)
+    pipeline = input_context.input_pipeline_id if input_context and input_context.num_input_pipelines > 1 else 0
+    stream_seed = _stream_seed(seed, pipeline)
     buffer = data.sizes.get("train") or shuffle_buffer
-    ds = ds.shuffle(min(buffer, shuffle_buffer), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.shuffle(min(buffer, shuffle_buffer), seed=stream_seed, reshuffle_each_iteration=True).repeat()
 
     def prepare(index, record):
         image, label = data.decode(*record)
-        step_seed = tf.stack([tf.constant(seed, tf.int32), tf.cast(index % (2 ** 31 - 1), tf.int32)])
+        step_seed = tf.stack([tf.constant(stream_seed, tf.int32), tf.cast(index % (2 ** 31 - 1), tf.int32)])
         return preprocess_train(image, image_size, step_seed), label
 
     ds = ds.enumerate().map(lambda i, record: prepare(i, record), num_parallel_calls=tf.data.AUTOTUNE)

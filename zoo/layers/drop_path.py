@@ -75,9 +75,23 @@ class ScheduledDropPath(Configurable, keras.layers.Layer):
         progress = ops.minimum(ops.cast(current_progress(), "float32"), 1.0)
         keep = 1.0 - self.rate * self.cell_ratio * progress
         batch = ops.shape(inputs)[0]
-        noise = keras.random.uniform((batch, 1, 1, 1), seed=self.seed_generator, dtype="float32")
+        noise = self._noise((batch, 1, 1, 1))
         mask = ops.floor(keep + noise) / keep
         return inputs * ops.cast(mask, inputs.dtype)
+
+    def _noise(self, shape):
+        """Uniform [0, 1) noise. Every replica of a distributed step reads the same generator state, so with
+        several replicas the replica id is folded into the seed: otherwise the examples at the same position
+        on every replica would be dropped together."""
+        from zoo.ops import num_replicas, replica_id
+
+        if num_replicas() == 1:
+            return keras.random.uniform(shape, seed=self.seed_generator, dtype="float32")
+        import tensorflow as tf
+
+        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
+        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica_id(), tf.int32))
+        return tf.random.stateless_uniform(shape, seed=seed, dtype=tf.float32)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -68,9 +68,17 @@ def build_network(name, *, num_classes, image_size, size="full", overrides=None)
     config.update(overrides or {})
     config.update(num_classes=num_classes, image_size=image_size)
     try:
-        return info.create(**config)
+        network = info.create(**config)
     except TypeError as e:  # an override the network does not take
         raise ZooError(f"{name} does not take these arguments ({e}); check --model_overrides") from None
+    # The networks pass unknown keyword arguments on to keras.Model, which ignores them: a misspelt override
+    # would train the preset silently.
+    known = network.get_config()
+    unknown = sorted(set(overrides or {}) - set(known))
+    if unknown:
+        takes = ", ".join(sorted(set(known) - {"name", "trainable", "dtype", "num_classes", "image_size"}))
+        raise ZooError(f"{name} has no argument {', '.join(unknown)}; it takes {takes} (check --model_overrides)")
+    return network
 
 
 def make_schedule(kind, learning_rate, *, train_steps, decay_steps=None, decay_rate=0.97):

@@ -169,3 +169,24 @@ def test_two_replicas_match_one(mirrored, tmp_path):
     np.testing.assert_array_equal(double["eval/confusion"], single["eval/confusion"])
     for a, b in zip(weights_1, weights_2):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_mixed_float16_clips_the_unscaled_gradient():
+    """Called eagerly before anything built the optimizer (the docstring's use), a mixed_float16 step clips
+    the true gradient norm, not the loss-scaled one (which would shrink the update by the loss scale)."""
+    images, labels = _batch()
+    deltas = {}
+    for policy in ("float32", "mixed_float16"):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            keras.utils.set_random_seed(3)
+            model = ImageClassifier(TinyNet(batch_norm=False), weight_decay=0.0, clip_norm=1e-3)
+            model.compile(optimizer=keras.optimizers.SGD(1.0))
+            before = [v.numpy() for v in model.trainable_variables]
+            model.train_step((tf.constant(images), tf.constant(labels)))
+            deltas[policy] = np.sqrt(sum(((v.numpy() - b) ** 2).sum() for v, b in zip(model.trainable_variables,
+                                                                                      before)))
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+    assert deltas["float32"] == pytest.approx(1e-3, rel=1e-3)  # lr 1 x the clipped norm
+    assert deltas["mixed_float16"] == pytest.approx(1e-3, rel=1e-2)

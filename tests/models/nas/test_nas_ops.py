@@ -130,3 +130,22 @@ def test_drop_path_zeroes_examples_in_training_only():
     # slim's rule: after every op but identity
     assert [d is None for d in cell.drops] == [op == "identity" for b in PNASNET_5.blocks for op in b[2:4]]
     assert {(d.rate, d.cell_ratio) for d in cell.drops if d is not None} == {(0.1, 0.5)}
+
+
+def test_drop_path_masks_differ_between_replicas(mirrored):
+    """Both replicas read one generator state; each must still draw its own examples' masks."""
+    import tensorflow as tf
+
+    from zoo.layers.drop_path import ScheduledDropPath
+
+    with mirrored.scope():
+        layer = ScheduledDropPath(0.5, 1.0, seed=1)
+        layer.build((None, 1, 1, 1))
+
+    @tf.function
+    def step():
+        return mirrored.run(lambda: tf.reshape(layer(tf.ones((64, 1, 1, 1)), training=True), [-1]))
+
+    first, second = (o.numpy() for o in mirrored.experimental_local_results(step()))
+    assert set(first) <= {0.0, 2.0} and 10 < (first == 0).sum() < 54
+    assert not np.array_equal(first, second)

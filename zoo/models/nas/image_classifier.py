@@ -167,6 +167,8 @@ class ImageClassifier(Configurable, keras.Model):
             scaled = self.optimizer.scale_loss(share)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
+        if not self.optimizer.built:  # a LossScaleOptimizer has its scale variable once built (as the trainer does)
+            self.optimizer.build(variables)
         loss_scale = getattr(self.optimizer, "dynamic_scale", None)
         if self.clip_norm:
             grads = clip_by_global_norm(grads, self.clip_norm, loss_scale)
