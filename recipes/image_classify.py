@@ -32,9 +32,10 @@ with the same flags, a run resumes.
 
 from zoo import flags as zoo_flags
 from zoo.flags import FREE, MODEL, Bool, Enum, Float, Int, String
+from zoo.recipe_support.image_flags import image_data_flags
 
-DATASETS = ("embedded", "folder", "cifar10", "cifar100", "imagenet2012", "imagenette")
 
+IMAGE_DATA_FLAGS, IMAGE_DATA_CHECKS = image_data_flags()
 SPEC = zoo_flags.declare(
     *zoo_flags.common(train_steps=300, global_batch_size=32, learning_rate=0.05, model_dir="runs/image_classify",
                       checkpoint_every=100, log_every=50),
@@ -43,12 +44,7 @@ SPEC = zoo_flags.declare(
     Enum("size", "cpu", ("cpu", "small", "full"), "Network size: cpu (the family's CPU demo config: the real "
          "cells, few and narrow), small (the registry's test config) or full (the preset)."),
     String("model_overrides", None, "JSON object of further create_model arguments, e.g. '{\"num_cells\": 6}'."),
-    Enum("dataset", "embedded", DATASETS, "embedded (offline shapes), a tensorflow-datasets name in --data_dir, "
-         "or folder (--image_dir)."),
-    String("image_dir", None, "Folder of <class>/*.jpg|png images (or train/<class>, validation/<class>)."),
-    Float("validation_fraction", 0.1, "Share of each class of --image_dir held out when it has no validation/.",
-          at_least=0, below=1),
-    Int("image_size", None, "Input side; default 32 for embedded and CIFAR, 224 otherwise.", at_least=8),
+    *IMAGE_DATA_FLAGS,
     Float("label_smoothing", 0.1, "Label smoothing of the training loss.", at_least=0, below=1),
     Float("aux_weight", 0.4, "Weight of the auxiliary head's loss (networks built with aux_head).", at_least=0),
     Float("weight_decay", 4e-5, "slim's L2 scale: loss += scale * sum(w^2) / 2 over conv/dense kernels "
@@ -71,11 +67,7 @@ SPEC = zoo_flags.declare(
     Float("decay_epochs", 2.4, "Exponential schedule: epochs per decay period.", above=0),
     Int("top_k", 5, "Classes (and scores) returned by the export.", role=FREE, at_least=1),
     Int("num_examples", 8, "Validation images whose predictions are printed at the end.", role=FREE, at_least=0),
-    checks=[
-        lambda hp: None if not (hp.image_dir and hp.dataset not in ("embedded", "folder")) else
-        f"give either --image_dir or --dataset={hp.dataset}, not both",
-        lambda hp: None if hp.image_dir or hp.dataset != "folder" else "--dataset=folder needs --image_dir",
-    ],
+    checks=IMAGE_DATA_CHECKS,
 )
 
 

@@ -7,7 +7,8 @@ double at each), ReLU, global average pool, dropout, Dense. Every cell reads the
 (`skip_reduction_layer_input`), adjusted by a factorized reduction when it is larger; ops use SAME padding;
 drop path "v3" (ScheduledDropPath, cell index counting the stem cells, total num_cells + 2); the auxiliary
 head sits after the cell before the second reduction. Each cell outputs 5·F·scale channels (Large: 4320,
-Mobile: 1080 at the end).
+Mobile: 1080 at the end). `stem="cifar"` (PNAS's CIFAR networks, and searched cells on small images): a 3×3
+SAME conv + BN stem and no stem cells (drop path then counts num_cells cells).
 
 Counts (1000 classes), checked against TF-slim's own build_pnasnet_large/mobile (run in graph mode with
 tf-slim; same number of trainable variables with the same sizes): Large 86,057,668 trainable without the
@@ -53,6 +54,8 @@ class PNASNet(Configurable, keras.Model):
         padding: "same" (slim) or "zeros".
         bn_momentum, bn_epsilon: of every BatchNormalization.
         cell: the cell spec (name, dict or JSON); a searched cell plugs in here.
+        stem: "imagenet" (conv 3×3 stride 2 VALID + BN, then two stride-2 stem cells) or "cifar" (conv 3×3
+            SAME + BN, no stem cells).
         sync_batch_norm: every BatchNormalization computes training statistics over all replicas (TF
             backend), so N replicas train as one device at the same global batch.
         dtype: dtype policy; logits are float32.
@@ -63,20 +66,24 @@ class PNASNet(Configurable, keras.Model):
     def __init__(self, num_classes=1000, image_size=331, num_cells=12, filters=216, stem_multiplier=3.0,
                  num_reduction_layers=2, filter_scaling_rate=2.0, skip_reduction_layer_input=True, aux_head=False,
                  drop_path_rate=0.0, dropout=0.5, padding="same", bn_momentum=BN_MOMENTUM, bn_epsilon=BN_EPSILON,
-                 cell="pnasnet_5", sync_batch_norm=False, dtype=None, **kwargs):
+                 cell="pnasnet_5", sync_batch_norm=False, stem="imagenet", dtype=None, **kwargs):
         spec = CellSpec.get(cell)
+        if stem not in ("imagenet", "cifar"):
+            raise ZooError(f"stem must be 'imagenet' or 'cifar', got {stem!r}")
         if not 0.0 <= drop_path_rate < 1.0:
             raise ZooError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
         if num_cells < 1:
             raise ZooError(f"num_cells must be at least 1, got {num_cells}")
-        _check_image_size("PNASNet", image_size, True, aux_head)
+        _check_image_size("PNASNet", image_size, stem == "imagenet", aux_head)
         reductions = calc_reduction_layers(num_cells, num_reduction_layers)
-        total = num_cells + 2
+        stem_cells = 2 if stem == "imagenet" else 0
+        total = num_cells + stem_cells
         common = dict(padding=padding, bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, dtype=dtype)
 
         images = keras.Input((image_size, image_size, 3), name="images")
-        self.stem_conv = keras.layers.Conv2D(int(32 * stem_multiplier), 3, strides=2, padding="valid",
-                                             use_bias=False, name="conv0", dtype=dtype)
+        self.stem_conv = keras.layers.Conv2D(int(32 * stem_multiplier), 3, strides=2 if stem_cells else 1,
+                                             padding="valid" if stem_cells else "same", use_bias=False, name="conv0",
+                                             dtype=dtype)
         self.stem_bn = batch_norm("conv0_bn", bn_momentum, bn_epsilon, dtype=dtype)
         x = self.stem_bn(self.stem_conv(images))
         outputs_so_far = [None, x]
@@ -89,7 +96,7 @@ class PNASNet(Configurable, keras.Model):
             return cell(outputs_so_far[-1] if prev is None else [outputs_so_far[-1], prev])
 
         scale = 1.0 / filter_scaling_rate ** 2
-        for i in range(2):
+        for i in range(stem_cells):
             outputs_so_far.append(run(f"cell_stem_{i}", scale, 2, outputs_so_far[-2], i))
             scale *= filter_scaling_rate
         outputs = {}
@@ -101,7 +108,7 @@ class PNASNet(Configurable, keras.Model):
                 scale *= filter_scaling_rate
             if skip_reduction_layer_input or not reduce:
                 prev = outputs_so_far[-2]
-            outputs_so_far.append(run(f"cell_{i}", scale, 2 if reduce else 1, prev, i + 2))
+            outputs_so_far.append(run(f"cell_{i}", scale, 2 if reduce else 1, prev, i + stem_cells))
             if aux_head and i == aux_after:
                 self.aux = AuxHead(num_classes, bn_momentum, bn_epsilon, name="aux_head", dtype=dtype)
                 outputs["aux_logits"] = self.aux(outputs_so_far[-1])
@@ -115,4 +122,4 @@ class PNASNet(Configurable, keras.Model):
         self.filter_scaling_rate, self.skip_reduction_layer_input = filter_scaling_rate, skip_reduction_layer_input
         self.aux_head, self.drop_path_rate, self.dropout, self.padding = aux_head, drop_path_rate, dropout, padding
         self.bn_momentum, self.bn_epsilon, self.cell = bn_momentum, bn_epsilon, spec.to_config()
-        self.sync_batch_norm = sync_batch_norm
+        self.sync_batch_norm, self.stem = sync_batch_norm, stem

@@ -1,0 +1,205 @@
+"""AutoML in one command: Progressive NAS over cells plus hyper-parameter search, then the best cell retrained
+at a larger size, evaluated, exported for TF Serving and reported.
+
+    python recipes/automl_search.py                          # tiny space on the embedded shapes, ~10 min on 2 CPUs
+    python recipes/automl_search.py --max_trials=60 --max_blocks=3 --beam=8 --trial_steps=200 \
+        --ops=identity,sep_3x3,sep_5x5,max_pool_3x3,avg_pool_3x3 --search_dir=runs/pnas
+    python recipes/automl_search.py --dataset=cifar10 --data_dir=~/tensorflow_datasets --max_blocks=5 \
+        --ops= --max_trials=300 --trial_steps=2000 --final_steps=100000 --final_filters=48 --final_cells=9
+    python recipes/automl_search.py --image_dir=photos/ --image_size=64
+
+Phases, printed as they start: (1) search: a KerasTuner search whose oracle is Progressive NAS
+(`zoo.search.PNASOracle`: every one-block cell of the space, or --first_level of them, then per level the
+--beam best cells expanded by one block and ranked by a surrogate, up to --max_blocks) while each trial also
+draws a learning rate, width F, cells N, weight decay and drop-path rate from the given ranges; every trial
+trains `PNASNet(cell=...)` for --trial_steps steps (`zoo.search.trials`) and reports validation top-1;
+(2) --baseline: random search over the same space at the same number of trials (the paper's comparison);
+(3) retrain the best cell at --final_filters/--final_cells for --final_steps; (4) evaluate; (5) export
+(<export_dir>/<version>/, default <search_dir>/export/<version>/: `serving_default` float images -> probabilities, top-k; `classify_bytes` JPEG/PNG
+bytes -> class names; assets/labels.txt) and (6) the report in <search_dir>/report/: trials.csv, report.md,
+the best cells as PNGs, accuracy_vs_params.png with the Pareto front, best_so_far.png (PNAS vs random).
+
+Resume: run the same command again; finished trials are not re-run (KerasTuner state in <search_dir>/pnas and
+<search_dir>/random, the oracle's level, queue and surrogate), an interrupted trial and the final training
+continue from their checkpoints. A trial that diverges or raises is recorded FAILED with its reason and the
+search goes on; when no trial completes the command stops with one error line.
+
+Distributed (KerasTuner's chief/worker mode; every process runs the same command on a shared --search_dir):
+
+    KERASTUNER_TUNER_ID=chief  KERASTUNER_ORACLE_IP=10.0.0.1 KERASTUNER_ORACLE_PORT=8000 python recipes/automl_search.py
+    KERASTUNER_TUNER_ID=tuner0 KERASTUNER_ORACLE_IP=10.0.0.1 KERASTUNER_ORACLE_PORT=8000 python recipes/automl_search.py
+    KERASTUNER_TUNER_ID=tuner1 ...
+
+The chief runs the oracle only (the baseline's oracle on port + 1), then retrains, exports and reports; the
+workers train trials and exit when the search is done.
+"""
+
+from zoo import flags as zoo_flags
+from zoo.flags import FREE, Bool, Int, String
+from zoo.recipe_support.image_flags import image_data_flags
+
+COMMON = ("strategy", "tpu", "connect_timeout", "data_dir", "download", "export_dir", "global_batch_size", "seed")
+
+IMAGE_DATA_FLAGS, IMAGE_DATA_CHECKS = image_data_flags()
+SPEC = zoo_flags.declare(
+    *zoo_flags.common(global_batch_size=32, only=COMMON),
+    *IMAGE_DATA_FLAGS,
+    String("search_dir", "runs/automl_search", "Search state, trials, the final model and the report; a rerun "
+           "with the same flags resumes here.", role=FREE),
+    Int("max_trials", 20, "Trials of the search (and of the random baseline).", at_least=1),
+    Int("trial_steps", 50, "Training steps of each trial.", at_least=1),
+    Int("trial_eval_steps", 0, "Validation batches per trial (0: the whole validation split).", at_least=0),
+    Int("beam", 8, "K: cells trained per level after the first.", at_least=1),
+    Int("max_blocks", 2, "B: blocks of the largest cell.", at_least=1, at_most=5),
+    Int("first_level", 12, "One-block cells trained at level 1 (0: all of the space's).", at_least=0),
+    String("ops", "identity,sep_3x3,max_pool_3x3", "Comma-separated operations of the space (empty: PNAS's 8)."),
+    String("learning_rates", "0.02,0.1", "low,high of the learning rate (log-uniform), or one value."),
+    String("filters", "8", "Choices of F (filters of the first stage) during the search, e.g. 8,16."),
+    String("num_cells", "2", "Choices of N (cells) during the search, e.g. 2,3."),
+    String("weight_decays", "1e-5,1e-3", "low,high of slim's weight decay (log-uniform), or one value."),
+    String("drop_path_rates", "0", "low,high of the final drop-path rate, or one value."),
+    Bool("baseline", True, "Also run random search at the same number of trials (PNAS vs random curves)."),
+    Int("final_steps", 300, "Training steps of the best cell at the final size (0: no retraining or export).",
+        at_least=0),
+    Int("final_filters", 16, "F of the retrained network.", at_least=1),
+    Int("final_cells", 3, "N of the retrained network.", at_least=1),
+    Int("top_k", 5, "Classes (and scores) returned by the export.", role=FREE, at_least=1),
+    String("nan_trials", "", "Testing: comma-separated trial numbers whose learning rate is NaN (they diverge).",
+           role=FREE),
+    checks=IMAGE_DATA_CHECKS,
+)
+
+
+def _numbers(flag, text, kind=float):
+    from zoo.errors import ZooError
+
+    try:
+        values = [kind(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ZooError(f"--{flag}={text!r} must be comma-separated numbers, e.g. --{flag}=0.01,0.1") from None
+    if not values or len(values) > (2 if kind is float else 99):
+        raise ZooError(f"--{flag}={text!r} must be one number or low,high")
+    return tuple(values) if len(values) > 1 else values[0]
+
+
+def _phase(number, text):
+    print(f"\n=== phase {number}: {text} ===", flush=True)
+
+
+def main(argv):
+    del argv
+    import json
+    import os
+
+    import keras
+    import keras_tuner
+    from keras_tuner.src.distribute import utils as dist_utils
+
+    from zoo.data import image_classification as data_lib
+    from zoo.models.nas.image_classifier import ImageClassifier
+    from zoo.recipe_support import image_classification as support
+    from zoo.registry import trainable_params
+    from zoo.search import PNASOracle, SearchSpace, check_search, random_search_oracle, report
+    from zoo.search.trials import CellTrialRunner, build_network, default_hyperparameters
+    from zoo.training import strategy as strategies
+    from zoo.training.export import export_saved_model
+    from zoo.training.trainer import Trainer
+
+    hp = SPEC.values()
+    distributed, chief = dist_utils.has_chief_oracle(), dist_utils.is_chief_oracle()
+    strategy = strategies.from_flag(hp.strategy, hp.tpu, hp.connect_timeout)
+    space = SearchSpace(ops=hp.ops or None, max_blocks=hp.max_blocks)
+    hps = default_hyperparameters(
+        learning_rate=_numbers("learning_rates", hp.learning_rates), filters=_numbers("filters", hp.filters, int),
+        num_cells=_numbers("num_cells", hp.num_cells, int),
+        weight_decay=_numbers("weight_decays", hp.weight_decays),
+        drop_path_rate=_numbers("drop_path_rates", hp.drop_path_rates))
+    data = data_lib.open_dataset(hp.dataset, image_dir=hp.image_dir, data_dir=hp.data_dir, download=hp.download,
+                                 validation_fraction=hp.validation_fraction)
+    image_size = hp.image_size or (32 if data.native_size and data.native_size <= 64 else 224)
+    nan_trials = [int(v) for v in hp.nan_trials.split(",") if v.strip()]
+    os.makedirs(hp.search_dir, exist_ok=True)
+    role = "chief (oracle only)" if chief else (os.environ.get("KERASTUNER_TUNER_ID") if distributed else "local")
+    print(f"search space: {space}; {hp.max_trials} trials of {hp.trial_steps} steps; beam {hp.beam}; "
+          f"{data.name}: {data.num_classes} classes, {image_size}x{image_size}; {role}", flush=True)
+
+    def search(name, oracle, port_offset):
+        if distributed and port_offset:  # each search has its own chief server; the baseline's on port + 1
+            os.environ["KERASTUNER_ORACLE_PORT"] = str(int(os.environ["KERASTUNER_ORACLE_PORT"]) + port_offset)
+        runner = CellTrialRunner(oracle, data=data, image_size=image_size, strategy=strategy,
+                                 trial_steps=hp.trial_steps, global_batch_size=hp.global_batch_size,
+                                 eval_steps=hp.trial_eval_steps or None, nan_trials=nan_trials, seed=hp.seed,
+                                 directory=hp.search_dir, project_name=name, overwrite=False)
+        runner.search()
+        return oracle, runner.project_dir
+
+    _phase(1, f"search (Progressive NAS, up to {hp.max_trials} trials)")
+    searches = {"PNAS": search("pnas", PNASOracle(
+        space, keras_tuner.Objective("val_top1", "max"), max_trials=hp.max_trials, beam=hp.beam,
+        hyperparameters=hps, seed=hp.seed, first_level=hp.first_level or None), 0)}
+    if hp.baseline:
+        _phase(2, f"baseline (random search, {hp.max_trials} trials)")
+        searches["random"] = search("random", random_search_oracle(
+            space, keras_tuner.Objective("val_top1", "max"), hp.max_trials, hyperparameters=hps, seed=hp.seed), 1)
+    if distributed and not chief:
+        print(f"{os.environ.get('KERASTUNER_TUNER_ID')}: search done; the chief retrains, exports and reports",
+              flush=True)
+        return
+    best = check_search(searches["PNAS"][0])[0]
+    values = dict(best.hyperparameters.values)
+    print(f"best cell: trial {best.trial_id}, validation top-1 {best.score:.1%}: {values['cell']}", flush=True)
+
+    lines = []
+    for name, (oracle, _) in searches.items():
+        done = [t for t in oracle.trials.values() if t.status == "COMPLETED"]
+        if done:
+            top = max(t.score for t in done)
+            lines.append(f"- {name}: best validation top-1 {top:.1%} over {len(oracle.trials)} trials "
+                         f"({len(oracle.trials) - len(done)} failed)")
+    final_dir = os.path.join(hp.search_dir, "final")
+    export_dir = hp["export_dir"] if hp["export_dir"] is not None else os.path.join(hp.search_dir, "export")
+    if hp.final_steps:
+        _phase(3, f"retrain the best cell at F={hp.final_filters}, N={hp.final_cells} for {hp.final_steps} steps")
+        final_values = {**values, "filters": hp.final_filters, "num_cells": hp.final_cells}
+        keras.utils.set_random_seed(hp.seed)
+        with strategy.scope():
+            network = build_network(final_values, data.num_classes, image_size)
+            model = ImageClassifier(network, weight_decay=float(values.get("weight_decay", 5e-4)),
+                                    total_steps=hp.final_steps)
+            schedule = support.make_schedule("cosine", float(values.get("learning_rate", 0.05)),
+                                             train_steps=hp.final_steps)
+            model.compile(optimizer=support.make_optimizer("nesterov", schedule))
+        print(f"final network: {trainable_params(network):,} parameters", flush=True)
+        trainer = Trainer(
+            model, strategy=strategy, model_dir=final_dir, global_batch_size=hp.global_batch_size,
+            train_steps=hp.final_steps, checkpoint_every=max(1, hp.final_steps // 3),
+            log_every=max(1, hp.final_steps // 10),
+            dataset_fn=lambda ctx: data_lib.train_dataset(data, image_size, hp.global_batch_size, ctx, seed=hp.seed),
+            eval_dataset_fn=lambda ctx: data_lib.eval_dataset(data, image_size, hp.global_batch_size, ctx),
+            config={"values": {k: final_values[k] for k in sorted(final_values)}, "dataset": data.name,
+                    "image_size": image_size})
+        logs = trainer.train()
+        _phase(4, "evaluate")
+        results, confusion = support.final_results(logs)
+        table = support.results_table(results, confusion, data.class_names, model.top_k, data.name)
+        print("\n".join(table), flush=True)
+        lines.append(f"- final network (F={hp.final_filters}, N={hp.final_cells}, {hp.final_steps} steps, "
+                     f"{trainable_params(network):,} parameters): validation top-1 {results['top1']:.1%}")
+        if export_dir:
+            _phase(5, "export")
+            labels = support.write_class_names(os.path.join(final_dir, "labels.txt"), data.class_names)
+            path = export_saved_model(export_dir, network, support.serving_endpoints(model, data.class_names,
+                                                                                     hp.top_k),
+                                      assets={"labels.txt": labels}, strategy=strategy)
+            print(f"exported {path}", flush=True)
+            lines.append(f"- export: {path}")
+    _phase(6, "report")
+    paths = report.write_report(os.path.join(hp.search_dir, "report"), searches, extra_lines=lines)
+    print("\n".join(lines))
+    print(f"report: {paths['markdown']}", flush=True)
+    with open(os.path.join(hp.search_dir, "report", "summary.json"), "w") as f:
+        json.dump({"best_trial": best.trial_id, "best_values": values, "paths": paths}, f, indent=1)
+
+
+if __name__ == "__main__":
+    zoo_flags.run(main)

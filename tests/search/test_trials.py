@@ -1,0 +1,104 @@
+"""The trial runner (zoo.search.trials) and the search report (zoo.search.report)."""
+
+import json
+import math
+import os
+
+import keras_tuner
+import numpy as np
+import pytest
+
+from zoo.errors import ZooError
+from zoo.search import report
+from zoo.search.trials import (CellTrialRunner, build_network, check_search_succeeded, count_mult_adds,
+                               default_hyperparameters, failure_reason)
+
+CELLS = ['{"blocks": [[0, 1, "sep_3x3", "identity", "add"]]}', '{"blocks": [[0, 0, "max_pool_3x3", "sep_3x3", "add"]]}']
+ROWS = [
+    {"trial": "0", "status": "COMPLETED", "cell": CELLS[0], "val_top1": 0.5, "params": 1000.0},
+    {"trial": "1", "status": "FAILED", "cell": CELLS[1], "val_top1": "", "params": "", "reason": "diverged"},
+    {"trial": "2", "status": "COMPLETED", "cell": CELLS[1], "val_top1": 0.7, "params": 3000.0},
+    {"trial": "3", "status": "COMPLETED", "cell": CELLS[0], "val_top1": 0.6, "params": 5000.0},
+]
+
+
+def _full(rows):
+    return [{**{c: "" for c in report.COLUMNS}, "blocks": 1, **r} for r in rows]
+
+
+# === Fast ===
+
+
+def test_hyperparameters_ranges_choices_and_fixed():
+    hp = default_hyperparameters(learning_rate=(0.01, 0.1), filters=(8, 16), num_cells=2, weight_decay=1e-4,
+                                 drop_path_rate=(0.0, 0.2))
+    kinds = {p.name: type(p).__name__ for p in hp.space}
+    assert kinds == {"learning_rate": "Float", "weight_decay": "Fixed", "drop_path_rate": "Float",
+                     "filters": "Choice", "num_cells": "Fixed"}
+    assert hp.values["num_cells"] == 2 and hp.values["weight_decay"] == pytest.approx(1e-4)
+
+
+def test_trial_network_and_mult_adds():
+    net = build_network({"cell": CELLS[0], "filters": 8, "num_cells": 2}, num_classes=10, image_size=32)
+    assert net.stem == "cifar" and [c.name for c in net.cells] == ["cell_0", "cell_1"]
+    assert net.cell["blocks"] == [[0, 1, "sep_3x3", "identity", "add"]]
+    adds = count_mult_adds(net)
+    # the stem conv alone: 32·32·8 outputs · 3·3·3 taps
+    assert adds > 32 * 32 * 8 * 27 and adds < 10 ** 8
+
+
+def test_pareto_front_and_best_so_far():
+    assert [r["trial"] for r in report.pareto_front(ROWS)] == ["0", "2"]  # 3 is bigger and worse than 2
+    curve = report.best_so_far([{"status": "FAILED", "val_top1": ""}] + ROWS)
+    assert math.isnan(curve[0]) and curve[1:] == [0.5, 0.5, 0.7, 0.7]
+
+
+def test_report_files(tmp_path):
+    rows = _full(ROWS)
+    random_rows = [dict(r, val_top1=r["val_top1"] - 0.1 if r["val_top1"] != "" else "") for r in rows]
+    paths = report.write_report(str(tmp_path), {"PNAS": rows, "random": random_rows}, top=2, extra_lines=["x"])
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["trials.csv", "report.md", "accuracy_vs_params.png", "best_so_far.png", "cell_pnas_1.png", "cell_pnas_2.png",
+         "cell_random_1.png", "cell_random_2.png"])
+    text = open(paths["markdown"]).read()
+    assert "## PNAS: 4 trials, 3 completed, 1 failed" in text and "| 1 | FAILED |" in text and "diverged" in text
+    assert "- PNAS: 50.0%, 50.0%, 70.0%, 70.0%" in text
+    lines = open(paths["csv"]).read().splitlines()
+    assert lines[0].startswith("search,trial,status") and len(lines) == 9
+    for png in paths["cells"] + [paths["accuracy"], paths["best_so_far"]]:
+        with open(png, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# === Slow: real trials ===
+
+
+def _runner(tmp_path, max_trials, nan_trials=(), name="p"):
+    from zoo.data.image_classification import open_dataset
+
+    hp = default_hyperparameters(filters=4, num_cells=1, learning_rate=0.05, drop_path_rate=0.0)
+    hp.Choice("cell", CELLS)
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective=keras_tuner.Objective("val_top1", "max"),
+                                                   max_trials=max_trials, hyperparameters=hp, seed=1)
+    return CellTrialRunner(oracle, data=open_dataset("embedded"), trial_steps=2, global_batch_size=4, eval_steps=1,
+                           nan_trials=nan_trials, directory=str(tmp_path), project_name=name)
+
+
+@pytest.mark.slow
+def test_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
+    runner = _runner(tmp_path, 2, nan_trials=[0])
+    runner.search()
+    trials = [runner.oracle.trials[t] for t in sorted(runner.oracle.trials)]
+    assert [t.status for t in trials] == ["FAILED", "COMPLETED"]
+    reason = failure_reason(trials[0], runner.get_trial_dir(trials[0].trial_id))
+    assert reason.startswith("ZooError: training diverged by step 2: non-finite"), reason
+    metrics = json.load(open(os.path.join(runner.get_trial_dir(trials[1].trial_id), "metrics.json")))
+    assert set(metrics) == {"val_top1", "params", "seconds", "mult_adds"} and 0 <= metrics["val_top1"] <= 1
+    assert metrics["params"] > 0 and np.isfinite(metrics["mult_adds"])
+    check_search_succeeded(runner.oracle, runner.project_dir)  # one completed: fine
+    trials[1].status = "FAILED"  # as if every trial had failed: one clear line
+    with pytest.raises(ZooError, match=r"^all 2 trials failed; first error \(trial 0\): ZooError: training diverged"):
+        check_search_succeeded(runner.oracle, runner.project_dir)
+    trials[1].status = "COMPLETED"
+    rows = report.trial_rows(runner.oracle, runner.project_dir)
+    assert rows[0]["reason"].startswith("ZooError: training diverged") and rows[1]["val_top1"] == metrics["val_top1"]

@@ -1,0 +1,254 @@
+"""The trial runner of an architecture search: each KerasTuner trial trains one cell in a small PNASNet.
+
+`CellTrialRunner` is a KerasTuner tuner (a `BaseTuner`: KerasTuner's search loop, resume, and distributed
+chief/worker mode) whose `run_trial` takes a trial's values — `"cell"` (a `CellSpec` JSON string) and the
+hyper-parameters `learning_rate`, `filters`, `num_cells`, `weight_decay`, `drop_path_rate` (missing ones take
+the runner's defaults) — builds `PNASNet(cell=..., stem="cifar")` (the ImageNet stem above 64 pixels) inside
+an `ImageClassifier`, trains it for `trial_steps` steps with `zoo.training.Trainer` under the runner's
+strategy (the trial's checkpoints in `<trial dir>/train`, so an interrupted trial resumes), evaluates top-1
+on the validation split and reports `{"val_top1", "params", "mult_adds", "seconds"}` to the oracle.
+
+A trial whose training diverges (the trainer stops on a non-finite loss or weights) or raises (out of
+memory, a bad value) is ended FAILED with a one-line reason, kept in `trial.message` and in
+`<trial dir>/failure.txt` (each start of a trial appends a line to `<trial dir>/runs.log`); the search
+goes on (no retries, no limit on consecutive failures). Every trial starts and ends with
+`keras.backend.clear_session()` and `gc.collect()`, so memory stays flat across trials.
+
+Example:
+    import keras_tuner
+    from zoo.data.image_classification import open_dataset
+    hp = keras_tuner.HyperParameters()
+    hp.Choice("cell", ['{"blocks": [[0, 1, "sep_3x3", "identity", "add"]]}'])
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective=keras_tuner.Objective("val_top1", "max"),
+                                                   max_trials=1, hyperparameters=hp)
+    runner = CellTrialRunner(oracle, data=open_dataset("embedded"), trial_steps=5, global_batch_size=8,
+                             eval_steps=2, directory="/tmp/search", project_name="demo")
+    runner.search()
+    runner.oracle.get_best_trials(1)[0].metrics.get_last_value("val_top1")
+"""
+
+import gc
+import json
+import os
+import time
+
+import keras
+import keras_tuner
+from keras_tuner.src import config as tuner_config
+import numpy as np
+import tensorflow as tf
+
+from zoo.errors import ZooError
+
+OBJECTIVE = "val_top1"
+DEFAULTS = {"learning_rate": 0.05, "filters": 8, "num_cells": 3, "weight_decay": 5e-4, "drop_path_rate": 0.0}
+
+
+def default_hyperparameters(learning_rate=(0.01, 0.1), filters=(8, 16), num_cells=(2, 3), weight_decay=(1e-5, 1e-3),
+                            drop_path_rate=(0.0, 0.2)):
+    """KerasTuner `HyperParameters` of a search: each argument a (low, high) range (a float range is sampled
+    log-uniformly for learning rate and weight decay), a tuple of choices for `filters`/`num_cells`, or a single
+    value (fixed)."""
+    hp = keras_tuner.HyperParameters()
+    for name, value, log in (("learning_rate", learning_rate, True), ("weight_decay", weight_decay, True),
+                             ("drop_path_rate", drop_path_rate, False)):
+        if isinstance(value, (tuple, list)) and value[0] != value[1]:
+            hp.Float(name, float(value[0]), float(value[1]), sampling="log" if log and value[0] > 0 else "linear")
+        else:
+            hp.Fixed(name, float(value[0] if isinstance(value, (tuple, list)) else value))
+    for name, value in (("filters", filters), ("num_cells", num_cells)):
+        values = [int(v) for v in (value if isinstance(value, (tuple, list)) else [value])]
+        if len(values) > 1:
+            hp.Choice(name, values)
+        else:
+            hp.Fixed(name, values[0])
+    return hp
+
+
+def build_network(values, num_classes, image_size, bn_momentum=0.9, dropout=0.0):
+    """The trial's network: `PNASNet` with the trial's cell, width and depth (stem multiplier F/32, so the
+    stem has F filters)."""
+    from zoo.models.nas.pnasnet import PNASNet
+
+    v = {**DEFAULTS, **values}
+    filters = int(v["filters"])
+    return PNASNet(num_classes=num_classes, image_size=image_size, num_cells=int(v["num_cells"]), filters=filters,
+                   stem_multiplier=filters / 32.0, stem="cifar" if image_size <= 64 else "imagenet",
+                   drop_path_rate=float(v["drop_path_rate"]), dropout=dropout, bn_momentum=bn_momentum,
+                   cell=v["cell"])
+
+
+def count_mult_adds(network):
+    """Multiply-adds of one forward pass at batch 1 (convolutions, depthwise convolutions and matrix
+    products of the traced inference graph); None when the graph cannot be traced."""
+    size = network.image_size
+    try:
+        graph = tf.function(lambda x: network(x, training=False)).get_concrete_function(
+            tf.TensorSpec([1, size, size, 3], tf.float32)).graph
+    except Exception:  # noqa: BLE001 - an estimate only
+        return None
+    total = 0
+    for op in graph.get_operations():
+        if op.type not in ("Conv2D", "DepthwiseConv2dNative", "MatMul"):
+            continue
+        out = op.outputs[0].shape
+        kernel = op.inputs[1].shape
+        if not (out.is_fully_defined() and kernel.is_fully_defined()):
+            continue
+        if op.type == "Conv2D":  # H·W·Cout · kh·kw·Cin
+            total += int(np.prod(out[1:])) * int(np.prod(kernel[:3]))
+        elif op.type == "DepthwiseConv2dNative":  # H·W·C·mult · kh·kw
+            total += int(np.prod(out[1:])) * int(np.prod(kernel[:2]))
+        else:
+            total += int(np.prod(out)) * int(kernel[0])
+    return total
+
+
+def failure_reason(trial, trial_dir=None):
+    """The one-line reason a trial failed: `<trial dir>/failure.txt`, else the last line of its message."""
+    if trial_dir and os.path.exists(os.path.join(trial_dir, "failure.txt")):
+        with open(os.path.join(trial_dir, "failure.txt")) as f:
+            return f.read().strip()
+    lines = [line for line in (trial.message or "").strip().splitlines() if line.strip()]
+    return lines[-1].split(": ", 1)[-1] if lines else ""
+
+
+class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
+    """KerasTuner tuner that trains one searched cell per trial (see the module docstring).
+
+    Args:
+        oracle: the search algorithm (`zoo.search.PNASOracle`, a random-search oracle, any KerasTuner oracle
+            whose trials carry a "cell").
+        data: a `zoo.data.image_classification.ClassificationData` (train and validation splits).
+        image_size: input side (default: the data's native size when <= 64, else 224).
+        strategy: the `tf.distribute.Strategy` of each trial's training (default: the default strategy).
+        trial_steps: training steps per trial (the per-trial budget).
+        global_batch_size: examples per step.
+        eval_steps: validation batches per evaluation (None: the whole split).
+        label_smoothing, bn_momentum: of every trial's model.
+        nan_trials: trial numbers (0-based, in order of creation) whose learning rate is made NaN, so the run
+            diverges; for tests of failure handling.
+        seed: base seed (each trial seeds with seed + its number).
+        verbose: show each trial's progress bar.
+        directory, project_name, overwrite: KerasTuner's; with `overwrite=False` a search resumes.
+    """
+
+    def __init__(self, oracle, *, data, image_size=None, strategy=None, trial_steps=50, global_batch_size=32,
+                 eval_steps=None, label_smoothing=0.1, bn_momentum=0.9, nan_trials=(), seed=0, verbose=False,
+                 directory=None, project_name=None, overwrite=False):
+        tuner_config.DEBUG = False  # else KerasTuner prints each failed trial's traceback
+        oracle.max_retries_per_trial = 0
+        oracle.max_consecutive_failed_trials = 10 ** 9
+        self.data = data
+        self.image_size = image_size or (data.native_size if data.native_size and data.native_size <= 64 else 224)
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.trial_steps, self.global_batch_size, self.eval_steps = trial_steps, global_batch_size, eval_steps
+        self.label_smoothing, self.bn_momentum = label_smoothing, bn_momentum
+        self.nan_trials, self.seed, self.verbose = set(nan_trials), seed, verbose
+        super().__init__(oracle, hypermodel=None, directory=directory, project_name=project_name,
+                         overwrite=overwrite)
+        from keras_tuner.src.distribute import utils as dist_utils
+
+        if not dist_utils.is_chief_oracle():  # wait a little when the oracle says IDLE, instead of spinning
+            create = self.oracle.create_trial
+
+            def create_trial(tuner_id):
+                trial = create(tuner_id)
+                if trial.status == keras_tuner.engine.trial.TrialStatus.IDLE:
+                    time.sleep(0.5)
+                return trial
+
+            self.oracle.create_trial = create_trial
+
+    def on_trial_end(self, trial):
+        """Replaces a failed trial's traceback by its one-line reason (printed), then ends it."""
+        if trial.status in ("FAILED", "INVALID"):
+            reason = failure_reason(trial, self.get_trial_dir(trial.trial_id))
+            trial.message = reason
+            print(f"trial {trial.trial_id} failed: {reason}", flush=True)
+        super().on_trial_end(trial)
+
+    def run_trial(self, trial, *args, **kwargs):
+        """Trains and evaluates the trial's network; returns its metrics, or raises `FailedTrialError`."""
+        from zoo.data import image_classification as data_lib
+        from zoo.models.nas.image_classifier import ImageClassifier
+        from zoo.recipe_support.image_classification import make_optimizer, make_schedule
+        from zoo.registry import trainable_params
+        from zoo.training.trainer import Trainer
+
+        values = dict(trial.hyperparameters.values)
+        number = int(trial.trial_id) if str(trial.trial_id).isdigit() else 0
+        trial_dir = self.get_trial_dir(trial.trial_id)
+        os.makedirs(trial_dir, exist_ok=True)
+        with open(os.path.join(trial_dir, "values.json"), "w") as f:
+            json.dump(values, f)
+        with open(os.path.join(trial_dir, "runs.log"), "a") as f:  # one line per start: a rerun shows up here
+            f.write(f"{self.tuner_id} pid {os.getpid()} {time.strftime('%H:%M:%S')}\n")
+        _release_memory()
+        start = time.time()
+        try:
+            keras.utils.set_random_seed(self.seed + number)
+            v = {**DEFAULTS, **values}
+            lr = float("nan") if number in self.nan_trials else float(v["learning_rate"])
+            with self.strategy.scope():
+                network = build_network(values, self.data.num_classes, self.image_size, self.bn_momentum)
+                model = ImageClassifier(network, label_smoothing=self.label_smoothing,
+                                        weight_decay=float(v["weight_decay"]), total_steps=self.trial_steps)
+                schedule = make_schedule("cosine", lr, train_steps=self.trial_steps)
+                model.compile(optimizer=make_optimizer("nesterov", schedule))
+            params = trainable_params(network)
+            size, batch = self.image_size, self.global_batch_size
+            trainer = Trainer(
+                model, strategy=self.strategy, model_dir=os.path.join(trial_dir, "train"),
+                dataset_fn=lambda ctx: data_lib.train_dataset(self.data, size, batch, ctx, seed=self.seed + number),
+                eval_dataset_fn=lambda ctx: data_lib.eval_dataset(self.data, size, batch, ctx),
+                eval_steps=self.eval_steps, global_batch_size=batch, train_steps=self.trial_steps,
+                checkpoint_every=max(1, self.trial_steps), log_every=max(1, self.trial_steps),
+                config={"values": {k: values[k] for k in sorted(values)}}, verbose=self.verbose)
+            logs = trainer.train()
+            top1 = float(logs["eval/top1"])
+            if not np.isfinite(top1):
+                raise ZooError(f"validation top-1 is {top1}")
+            mult_adds = count_mult_adds(network)
+        except Exception as e:  # noqa: BLE001 - every failure ends the trial, not the search
+            reason = " ".join(f"{type(e).__name__}: {e}".split())
+            if "training diverged" in reason:  # the trainer's advice is about recipe flags: keep the fact
+                reason = reason.split(";")[0]
+            reason = reason[:500]
+            with open(os.path.join(trial_dir, "failure.txt"), "w") as f:
+                f.write(reason + "\n")
+            raise keras_tuner.errors.FailedTrialError(reason) from None
+        finally:
+            network = model = trainer = None  # noqa: F841 - drop the references before clearing
+            _release_memory()
+        seconds = time.time() - start
+        metrics = {OBJECTIVE: top1, "params": float(params), "seconds": seconds}
+        if mult_adds is not None:
+            metrics["mult_adds"] = float(mult_adds)
+        with open(os.path.join(trial_dir, "metrics.json"), "w") as f:
+            json.dump(metrics, f)
+        return metrics
+
+
+def _release_memory():
+    keras.backend.clear_session()
+    gc.collect()
+
+
+def completed_trials(oracle):
+    """The oracle's COMPLETED trials, in creation order."""
+    return [t for _, t in sorted(oracle.trials.items()) if t.status == "COMPLETED"]
+
+
+def check_search_succeeded(oracle, project_dir=None):
+    """Raises a one-line `ZooError` when no trial completed (every trial failed, or none ran)."""
+    trials = [t for _, t in sorted(oracle.trials.items())]
+    if completed_trials(oracle):
+        return
+    if not trials:
+        raise ZooError("the search ran no trial; raise --max_trials")
+    failed = [t for t in trials if t.status in ("FAILED", "INVALID")]
+    first = failed[0] if failed else trials[0]
+    reason = failure_reason(first, os.path.join(project_dir, f"trial_{first.trial_id}") if project_dir else None)
+    raise ZooError(f"all {len(trials)} trials failed; first error (trial {first.trial_id}): {reason}; "
+                   "fix it (e.g. lower the learning rate) and run again with a new --search_dir")
