@@ -1,4 +1,5 @@
-"""The one check of a directory a run will write to (recipes' flags, the model-dir lock, the exporter)."""
+"""The one check of a directory a run will write to (recipes' flags, the model-dir lock, the exporter), and the
+one way small files (vocabularies, metadata) are written so that no reader sees half of one."""
 
 import os
 
@@ -22,3 +23,19 @@ def check_directory(flag, path):
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ZooError(f"--{flag}={path} is not writable ({parent} is not writable by this user); choose another "
                        f"--{flag}")
+
+
+def write_file_atomically(path, data):
+    """Writes `data` (str as UTF-8, or bytes) to `path` through a temporary name beside it (`<path>.tmp-<hex>`)
+    and a rename, creating the directory, so a reader never sees half of it."""
+    import uuid
+
+    import tensorflow as tf
+
+    directory = os.path.dirname(path)
+    if directory:
+        tf.io.gfile.makedirs(directory)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with tf.io.gfile.GFile(tmp, "wb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)

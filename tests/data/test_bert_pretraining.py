@@ -314,7 +314,7 @@ def test_mirrored_strategy_sees_the_global_batches(numbered, mirrored):
 
 
 def test_dataset_errors(id_examples):
-    with pytest.raises(ZooError, match="--global_batch_size=9 is not divisible by the 2 replicas"):
+    with pytest.raises(ZooError, match="--global_batch_size=9 must be a multiple of the 2 replicas"):
         bert_pretraining.make_dataset(id_examples, 9, tf.distribute.InputContext(1, 0, 2))
     with pytest.raises(ZooError, match="--global_batch_size must be positive"):
         bert_pretraining.make_dataset(id_examples, 0)

@@ -25,6 +25,7 @@ import weakref
 import numpy as np
 
 from zoo.data import wordpiece
+from zoo.data.distribute import per_replica_batch_size
 from zoo.errors import ZooError
 
 FEATURES = ("token_ids", "segment_ids", "padding_mask", "mask_positions", "mask_ids", "mask_weights", "nsp_labels")
@@ -116,22 +117,6 @@ def instance_features(instance, seq_length, max_predictions, pad_id):
         "mask_weights": [1.0] * count + [0.0] * pad,
         "nsp_labels": [int(instance.is_random_next)],
     }
-
-
-def per_replica_batch_size(global_batch_size, input_context=None):
-    """`global_batch_size` split over the replicas of `input_context`, with one-line errors naming the flag."""
-    batch_size = global_batch_size
-    if input_context is not None:
-        replicas = input_context.num_replicas_in_sync
-        if global_batch_size % replicas:
-            raise ZooError(
-                f"--global_batch_size={global_batch_size} is not divisible by the {replicas} replicas; "
-                f"use a multiple of {replicas}"
-            )
-        batch_size = input_context.get_per_replica_batch_size(global_batch_size)
-    if batch_size < 1:
-        raise ZooError(f"--global_batch_size must be positive, got {global_batch_size}")
-    return batch_size
 
 
 def tokenize_documents(documents, tokenizer, batch_size=4096):

@@ -20,6 +20,8 @@ import json
 import os
 import uuid
 
+from zoo.paths import write_file_atomically
+
 FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
 EVAL_DIR = "eval"
@@ -95,12 +97,7 @@ def read_metadata(output_dir):
 
 def write_atomically(path, text):
     """Writes `text` to `path` through a temporary name and a rename, so a reader never sees half of it."""
-    import tensorflow as tf
-
-    tmp = temporary_name(path)
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    write_file_atomically(path, text)
 
 
 def temporary_name(path):

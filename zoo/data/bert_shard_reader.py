@@ -11,8 +11,8 @@ eval_ds = make_shard_dataset("/data/bert128/eval/*.tfrecord", 256, input_context
 
 import os
 
-from zoo.data import bert_pretraining
 from zoo.data import bert_shard_format as fmt
+from zoo.data.distribute import per_replica_batch_size
 from zoo.errors import ZooError
 
 
@@ -38,7 +38,7 @@ def make_shard_dataset(file_pattern, global_batch_size, input_context=None, *, s
     import tensorflow as tf
 
     files = _glob(file_pattern, flag)
-    batch_size = bert_pretraining.per_replica_batch_size(global_batch_size, input_context)
+    batch_size = per_replica_batch_size(global_batch_size, input_context)
     if drop_remainder is None:
         drop_remainder = not eval
     shuffle, repeat = not eval, repeat and not eval

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.data import tfds_offline
+from zoo.data.distribute import per_replica_batch_size, pipeline_id, shard, stream_seed
 from zoo.errors import ZooError
 
 TFDS = {"cifar10": ("train", "test"), "cifar100": ("train", "test"), "imagenet2012": ("train", "validation"),
@@ -308,59 +309,35 @@ def preprocess_encoded(encoded, image_size):
 # === Pipelines ===
 
 
-def _shard(ds, input_context):
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    return ds
-
-
-def _per_replica(global_batch_size, input_context):
-    if input_context is None:
-        return global_batch_size
-    replicas = input_context.num_replicas_in_sync
-    if global_batch_size % replicas:
-        raise ZooError(f"--global_batch_size={global_batch_size} must be a multiple of the {replicas} replicas; use "
-                       f"e.g. {max(1, global_batch_size // replicas) * replicas}")
-    return global_batch_size // replicas
-
-
-def _stream_seed(seed, pipeline):
-    """The seed of input pipeline `pipeline`'s shuffle and augmentation: `seed` itself for pipeline 0 (and
-    single-pipeline runs), a derived one for the others; below 2**31 - 1, so that seed + 1 is an int32."""
-    if pipeline:
-        seed = int(np.random.SeedSequence([seed, pipeline]).generate_state(1)[0])
-    return seed % (2 ** 31 - 2)
-
-
 def train_dataset(data, image_size, global_batch_size, input_context=None, seed=0, shuffle_buffer=10_000):
     """Repeating, shuffled (seeded, reshuffled each pass), augmented per-replica batches of `data`'s train
     split: (float32 [b, S, S, 3] in [-1, 1], int32 [b]), b = this replica's share of the global batch."""
     # Every pipeline reads the records in the same order (so that the shards are disjoint), but shuffles its
     # shard and draws its augmentation with a seed of its own: otherwise the examples at the same position
     # in every worker's stream would get the same crop and flip, and the same shuffle.
-    ds = _shard(data.records("train", training=True, seed=seed), input_context)
-    pipeline = input_context.input_pipeline_id if input_context and input_context.num_input_pipelines > 1 else 0
-    stream_seed = _stream_seed(seed, pipeline)
+    ds = shard(data.records("train", training=True, seed=seed), input_context)
+    seed_of_stream = stream_seed(seed, pipeline_id(input_context))
     buffer = data.sizes.get("train") or shuffle_buffer
-    ds = ds.shuffle(min(buffer, shuffle_buffer), seed=stream_seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.shuffle(min(buffer, shuffle_buffer), seed=seed_of_stream, reshuffle_each_iteration=True).repeat()
 
     def prepare(index, record):
         image, label = data.decode(*record)
-        step_seed = tf.stack([tf.constant(stream_seed, tf.int32), tf.cast(index % (2 ** 31 - 1), tf.int32)])
+        step_seed = tf.stack([tf.constant(seed_of_stream, tf.int32), tf.cast(index % (2 ** 31 - 1), tf.int32)])
         return preprocess_train(image, image_size, step_seed), label
 
     ds = ds.enumerate().map(lambda i, record: prepare(i, record), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(_per_replica(global_batch_size, input_context), drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    batch = per_replica_batch_size(global_batch_size, input_context)
+    return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(data, image_size, global_batch_size, input_context=None, split="validation"):
     """One ordered pass over `data`'s validation split in per-replica batches (the last one may be short),
     preprocessed by `preprocess_eval`."""
-    ds = _shard(data.records(split), input_context)
+    ds = shard(data.records(split), input_context)
 
     def prepare(*record):
         image, label = data.decode(*record)
         return preprocess_eval(image, image_size), label
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.batch(_per_replica(global_batch_size, input_context)).prefetch(tf.data.AUTOTUNE)
+    return ds.batch(per_replica_batch_size(global_batch_size, input_context)).prefetch(tf.data.AUTOTUNE)

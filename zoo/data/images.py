@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.data import tfds_offline
+from zoo.data.distribute import shard
 from zoo.errors import ZooError
 
 PIX2PIX = ("edges2shoes", "edges2handbags", "handbags2shoes")
@@ -285,7 +286,7 @@ def _pix2pix(name, split, size, data_dir, training, seed, input_context):
     for k, (files, half) in enumerate(zip(lists, halves)):
         ds = tf.data.Dataset.from_tensor_slices(files)
         if training:  # shuffle the file names, not the decoded images
-            ds = _shard(ds, input_context).shuffle(len(files), seed=seed * 2 + k, reshuffle_each_iteration=True)
+            ds = shard(ds, input_context).shuffle(len(files), seed=seed * 2 + k, reshuffle_each_iteration=True)
             ds = ds.repeat()
         domains.append(ds.map(lambda p, h=half: _pix2pix_half(p, h, size), num_parallel_calls=tf.data.AUTOTUNE))
     return domains
@@ -336,18 +337,12 @@ def load_domains(source, split, image_size, *, data_dir=None, download=False, lo
     domains = []
     for k, ds in enumerate((ds_a, ds_b)):
         if training and source not in PIX2PIX:
-            ds = _shard(ds, input_context).shuffle(buffer, seed=seed * 2 + k, reshuffle_each_iteration=True).repeat()
+            ds = shard(ds, input_context).shuffle(buffer, seed=seed * 2 + k, reshuffle_each_iteration=True).repeat()
         ds = ds.enumerate().map(
             lambda i, x, k=k: _crop_flip(x, image_size, training, flip, tf.stack([seed * 2 + k, tf.cast(i, tf.int32)])),
             num_parallel_calls=tf.data.AUTOTUNE)
         domains.append(ds)
     return tuple(domains)
-
-
-def _shard(ds, input_context):
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    return ds
 
 
 def _crop_flip(image, size, training, flip, seed):

@@ -64,7 +64,7 @@ def iter_documents(
         stream = DocumentStream(None)
         stream._documents = _tfds_documents(tfds_name, tfds_text_key, tfds_split, data_dir, download)
     elif input_files:
-        paths = _resolve_files(input_files)
+        paths = resolve_files(input_files)
         stream = DocumentStream(sum(_file_size(p) for p in paths))
         stream._documents = _file_documents(paths, stream)
     else:
@@ -125,21 +125,23 @@ def default_corpus_dir():
     return importlib.resources.files("zoo.data").joinpath("corpus")
 
 
-def _resolve_files(input_files):
+def resolve_files(files, flag="--input_files"):
+    """The paths named by `files` (a list, or a comma-separated string, of paths and globs), in order, globs
+    sorted; a glob that matches nothing or a missing file is a one-line `ZooError` naming `flag`."""
     import tensorflow as tf
 
-    if isinstance(input_files, str):
-        input_files = [p for p in input_files.split(",") if p.strip()]
+    if isinstance(files, str):
+        files = [p for p in files.split(",") if p.strip()]
     paths = []
-    for pattern in input_files:
+    for pattern in files or []:
         pattern = str(pattern).strip()
         if any(c in pattern for c in "*?["):
             matched = sorted(tf.io.gfile.glob(pattern))
             if not matched:
-                raise ZooError(f"--input_files pattern {pattern!r} matches no file")
+                raise ZooError(f"{flag} pattern {pattern!r} matches no file")
             paths.extend(matched)
         elif not tf.io.gfile.exists(pattern) or tf.io.gfile.isdir(pattern):
-            raise ZooError(f"--input_files: no such file {pattern!r}")
+            raise ZooError(f"{flag}: no such file {pattern!r}")
         else:
             paths.append(pattern)
     return paths

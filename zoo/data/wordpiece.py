@@ -14,9 +14,9 @@ special_ids(vocab)["mask"]    # 4
 """
 
 import os
-import uuid
 
 from zoo.errors import ZooError
+from zoo.paths import write_file_atomically
 
 SPECIAL_TOKENS = {"pad": "[PAD]", "cls": "[CLS]", "sep": "[SEP]", "unk": "[UNK]", "mask": "[MASK]"}
 RESERVED_TOKENS = list(SPECIAL_TOKENS.values())
@@ -51,15 +51,7 @@ def train_vocabulary(documents, vocab_size, path=None):
 
 def write_vocabulary(vocabulary, path):
     """Writes one token per line to `path` via a temporary file and a rename, so it is never half-written."""
-    import tensorflow as tf
-
-    directory = os.path.dirname(path)
-    if directory:
-        tf.io.gfile.makedirs(directory)
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-        f.write("".join(token + "\n" for token in vocabulary).encode("utf-8"))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    write_file_atomically(path, "".join(token + "\n" for token in vocabulary))
 
 
 def load_vocabulary(path):
