@@ -1,6 +1,7 @@
 """Reusable Keras layers and building blocks shared by model families (each with get_config, written once
 in `zoo.layers.config.Configurable`)."""
 
+from zoo.layers.cached_attention import CachedMultiHeadAttention
 from zoo.layers.config import Configurable
 from zoo.layers.drop_path import ScheduledDropPath, drop_path_progress
 from zoo.layers.initializers import (TorchBiasUniform, normal_initializer, torch_kernel_initializer,
@@ -11,10 +12,12 @@ from zoo.layers.nas_ops import (AuxHead, Conv1x7x7x1, FactorizedReduction, Ident
 from zoo.layers.normalization import InstanceNormalization, torch_batch_norm
 from zoo.layers.padding import ReflectionPadding2D
 from zoo.layers.position_embedding import PositionEmbedding
+from zoo.layers.transformer_decoder import TransformerDecoder
 from zoo.layers.transformer_encoder import TransformerEncoder
 
 __all__ = [
     "AuxHead",
+    "CachedMultiHeadAttention",
     "Configurable",
     "Conv1x7x7x1",
     "FactorizedReduction",
@@ -29,6 +32,7 @@ __all__ = [
     "ScheduledDropPath",
     "SepConvStack",
     "TorchBiasUniform",
+    "TransformerDecoder",
     "TransformerEncoder",
     "drop_path_progress",
     "make_op",

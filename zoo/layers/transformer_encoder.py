@@ -17,7 +17,10 @@ class TransformerEncoder(Configurable, keras.layers.Layer):
     Args:
         num_heads: attention heads; `hidden_dim` must divide by it.
         intermediate_dim: feed-forward inner width.
-        dropout: dropout on attention probabilities and on both residual branches.
+        dropout: dropout on both residual branches, and on attention probabilities unless `attention_dropout`
+            is given.
+        attention_dropout: dropout on attention probabilities (`None`: `dropout`, as BERT; the original
+            Transformer applies none).
         activation: feed-forward activation (BERT: "gelu_approximate").
         layer_norm_epsilon: layer norm epsilon (BERT: 1e-12).
         kernel_initializer: initializer for every kernel.
@@ -29,11 +32,13 @@ class TransformerEncoder(Configurable, keras.layers.Layer):
     """
 
     def __init__(self, num_heads, intermediate_dim, dropout=0.0, activation=gelu_approximate,
-                 layer_norm_epsilon=1e-5, kernel_initializer="glorot_uniform", normalize_first=False, **kwargs):
+                 layer_norm_epsilon=1e-5, kernel_initializer="glorot_uniform", normalize_first=False,
+                 attention_dropout=None, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
         self.dropout = dropout
+        self.attention_dropout = attention_dropout
         self.activation = keras.activations.get(activation)
         self.layer_norm_epsilon = layer_norm_epsilon
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -47,7 +52,8 @@ class TransformerEncoder(Configurable, keras.layers.Layer):
         init = lambda: keras.initializers.get(keras.initializers.serialize(self.kernel_initializer))  # noqa: E731
         common = dict(dtype=self.dtype_policy)
         self._self_attention_layer = keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads, key_dim=hidden_dim // self.num_heads, dropout=self.dropout,
+            num_heads=self.num_heads, key_dim=hidden_dim // self.num_heads,
+            dropout=self.dropout if self.attention_dropout is None else self.attention_dropout,
             kernel_initializer=init(), name="self_attention_layer", **common)
         self._self_attention_layer.build(input_shape, input_shape)
         self._self_attention_layer_norm = keras.layers.LayerNormalization(
