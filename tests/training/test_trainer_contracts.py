@@ -96,6 +96,23 @@ def test_evaluation_every_n_steps_writes_tensorboard_and_hooks(tmp_path):
     assert "loss" in summary_tags(str(tmp_path / "eval"))
 
 
+def test_eval_extras_join_the_evaluation_results(tmp_path):
+    from tests.recipe_run import summary_tags
+
+    calls = []
+
+    def bleu():
+        calls.append(1)
+        return {"bleu": 12.5}
+
+    _, trainer = _trainer(tf.distribute.get_strategy(), tmp_path, 4, eval_dataset_fn=_eval_fn, eval_every=2,
+                          eval_extras=[bleu])
+    logs = trainer.train()
+    assert logs["eval/bleu"] == 12.5 and "eval/loss" in logs and len(calls) == 2  # at step 2 and at the end
+    assert trainer.evaluate()["bleu"] == 12.5
+    assert "bleu" in summary_tags(str(tmp_path / "eval"))
+
+
 def test_steps_per_loop_gives_the_same_run(tmp_path):
     seen = {}
 

@@ -71,6 +71,9 @@ class Trainer:
         eval_every: steps between evaluations; `None` or 0: at the end only. There is always one at the end.
         eval_steps: steps per evaluation (each a batch on every replica); `None` or 0: the whole evaluation
             dataset.
+        eval_extras: callables `fn() -> {name: float}` run after each evaluation's `test_step` pass, on every
+            worker (with the weights as they are; e.g. BLEU of decoded output, computed on the host); their
+            values join the evaluation's results (printed, TensorBoard `eval/`, returned).
         config: JSON-able description of the run that must match to resume (model, data, vocabulary).
         hooks: callables `hook(step, logs)` called on the chief every `log_every` steps and at the end,
             and after each evaluation with its results under `eval/<name>` keys.
@@ -97,6 +100,7 @@ class Trainer:
         eval_dataset_fn=None,
         eval_every=None,
         eval_steps=None,
+        eval_extras=(),
     ):
         replicas = strategy.num_replicas_in_sync
         if global_batch_size < 1 or global_batch_size % replicas:
@@ -134,6 +138,7 @@ class Trainer:
         self.eval_dataset_fn = eval_dataset_fn
         self.eval_every = eval_every or None
         self.eval_steps = eval_steps or None
+        self.eval_extras = list(eval_extras)
         self.is_chief = is_chief(strategy)
         self.summary_writer = None
         self.eval_writer = None
@@ -325,6 +330,8 @@ class Trainer:
         carried.scatter()
         for metric in self.model.metrics:  # training logs start clean
             metric.reset_state()
+        for extra in self.eval_extras:
+            results.update({k: _host_value(v) for k, v in extra().items()})
         return results
 
     def _evaluate_and_report(self):
