@@ -5,7 +5,7 @@ and a TF Serving export.
     python recipes/transformer_translate.py                 # the embedded digits -> words task, minutes on a CPU
     python recipes/transformer_translate.py --dataset=wmt14_translate/de-en --source_language=en \
         --target_language=de --data_dir=~/tensorflow_datasets --model=transformer_base --vocab_size=37000 \
-        --max_tokens_per_batch=50000 --train_steps=100000 --warmup_steps=4000 --max_length=256 \
+        --max_tokens_per_batch=25000 --train_steps=100000 --warmup_steps=4000 --max_length=256 \
         --checkpoint_every=1000 --average_checkpoints=5 --eval_every=5000 --strategy=mirrored \
         --mixed_precision=mixed_float16 --model_dir=runs/wmt14_base          # the paper's base setting
     python recipes/transformer_translate.py --source_files=train.pt --target_files=train.en \
@@ -61,7 +61,8 @@ SPEC = zoo_flags.declare(
         "suggestion; the paper: 37,000 for En-De).", at_least=5),
     Int("vocab_pairs", 1_000_000, "Training pairs (the first ones, both sides) the vocabulary is trained on; "
         "SentencePiece samples 2M sentences of them.", role=FREE, at_least=1),
-    String("vocab_file", None, "A SentencePiece .model (ids pad 0, unk 1, BOS 2, EOS 3) instead of training one."),
+    String("vocab_file", None, "A SentencePiece .model (ids pad 0, unk 1, BOS 2, EOS 3) instead of training one; "
+           "copied to <model_dir>/subword.model (config.json keeps its SHA-1).", role=FREE),
     Int("max_length", 64, "Longest source or target in subword tokens, EOS included: longer training pairs are "
         "dropped, evaluation ones truncated (at most the model's max_sequence_length).", at_least=2),
     Int("max_tokens_per_batch", 0, "Tokens per side per step over all replicas, in length buckets (0: "
@@ -155,7 +156,8 @@ def main(argv):
                            source_language=data.source_language, target_language=data.target_language)
     trainer = Trainer(model, strategy=strategy, model_dir=hp.model_dir, dataset_fn=dataset_fn, config=config,
                       eval_dataset_fn=eval_dataset_fn, eval_extras=extras,
-                      max_to_keep=max(3, hp.average_checkpoints), **hp.trainer_args())
+                      max_to_keep=max(3, hp.average_checkpoints), learning_rate_flag="--lr_scale",
+                      **hp.trainer_args())
     logs = trainer.train()
     if chief and logs.get("eval/bleu") is not None:
         print(f"validation BLEU (beam {hp.beam_size}, {hp.bleu_sentences} sentences) with the last weights: "
@@ -174,7 +176,7 @@ def main(argv):
             print(f"  source:    {source}\n  reference: {reference}\n  output:    {hypothesis}")
     if hp.export_dir:
         subword_file = os.path.join(hp.model_dir, support.SUBWORD_FILE)
-        if hp.vocab_file or not chief:  # the export's copy of the vocabulary
+        if not chief:  # other workers write a throw-away export with a copy of the vocabulary
             import tempfile
 
             subword_file = os.path.join(tempfile.mkdtemp(prefix="zoo-subword-"), support.SUBWORD_FILE)

@@ -71,8 +71,9 @@ def greedy_search(step_fn, cache, *, bos_id, eos_id, max_lengths, max_length=Non
         bos_id: the first decoder input.
         eos_id: the end-of-sequence token; generated and included in the output.
         max_lengths: int [B] (or a scalar for every example): the most tokens to generate, EOS included.
-        max_length: static int T, the loop bound and output width (the cache's capacity); None derives it
-            from a constant `max_lengths`.
+        max_length: T, the loop bound and output width (the cache's capacity): an int, or an int32 scalar
+            tensor known only at run time (graph mode; XLA needs an int); None derives it from a constant
+            `max_lengths`.
         pad_id: the id written after EOS and beyond each length.
 
     Returns:
@@ -125,8 +126,9 @@ def beam_search(step_fn, cache, *, bos_id, eos_id, max_lengths, max_length=None,
         bos_id: the first decoder input.
         eos_id: the end-of-sequence token; generated and included in the output.
         max_lengths: int [B] (or a scalar for every example): the most tokens to generate, EOS included.
-        max_length: static int T, the loop bound and output width (the cache's capacity); None derives it
-            from a constant `max_lengths`.
+        max_length: T, the loop bound and output width (the cache's capacity): an int, or an int32 scalar
+            tensor known only at run time (graph mode; XLA needs an int); None derives it from a constant
+            `max_lengths`.
         beam_size: K, hypotheses kept per example.
         alpha: length penalty exponent (0: raw log-probabilities).
         pad_id: the id written after EOS and beyond each length.
@@ -223,16 +225,21 @@ def _batch_size(max_lengths):
 
 
 def _lengths(max_lengths, max_length, cache):
-    """(max_lengths as int32 [B] clipped to [1, T], T as a Python int)."""
+    """(max_lengths as int32 [B] clipped to [1, T], T as a Python int, or an int32 scalar tensor when it is
+    only known at run time)."""
     if max_length is None:
         static = tf.get_static_value(max_lengths)
         if static is None:
             raise ZooError("max_lengths is not a constant: pass max_length= (the cache capacity given to "
                            "init_cache)")
         max_length = int(np.max(static))
-    if int(max_length) != max_length or max_length < 1:
+    static = tf.get_static_value(max_length)
+    if static is None:  # a bound known only when the graph runs: fine in graph mode, not under XLA
+        max_length = tf.cast(max_length, tf.int32)
+    elif int(static) != static or static < 1:
         raise ZooError(f"max_length must be a positive integer (got {max_length!r})")
-    max_length = int(max_length)
+    else:
+        max_length = int(static)
     max_lengths = tf.cast(max_lengths, tf.int32)
     if max_lengths.shape.rank == 0:
         leaves = tf.nest.flatten(cache)

@@ -17,16 +17,21 @@ SUBWORD_FILE = "subword.model"  # under --model_dir
 
 
 def run_subword_model(model_dir, data, *, vocab_file, vocab_size, chief, max_sentences=1_000_000, wait=3600.0):
-    """The run's shared SentencePiece model: `--vocab_file`; else `<model_dir>/subword.model` (a resumed run
-    keeps its vocabulary); else the chief trains one on the training pairs (source and target sentences,
-    at most `max_sentences` pairs) and saves it there, while the other workers wait for it."""
+    """The run's shared SentencePiece model: `--vocab_file` (the chief copies it to `<model_dir>/subword.model`
+    when there is none yet, so the run keeps its vocabulary); else `<model_dir>/subword.model` (a resumed run
+    keeps its vocabulary); else the chief trains one on the training pairs (source and target sentences, at
+    most `max_sentences` pairs) and saves it there, while the other workers wait for it. A vocabulary other
+    than the run's is refused later by the run's config check (its SHA-1)."""
     import tensorflow as tf
 
     from zoo.data import subword, translation
 
-    if vocab_file:
-        return subword.load_subword_model(vocab_file)
     own = os.path.join(model_dir, SUBWORD_FILE)
+    if vocab_file:
+        model = subword.load_subword_model(vocab_file)
+        if chief and not tf.io.gfile.exists(own):
+            model.save(own)
+        return model
     if not chief:
         start = time.monotonic()
         while not tf.io.gfile.exists(own):
@@ -108,6 +113,7 @@ def final_table(translator, subword_model, sources, references, *, split, beam_s
     rows, beam_texts = [], None
     for name, beam in (("greedy", 1), (f"beam {beam_size}, alpha {alpha:g}", beam_size)):
         decode = make_decoder(translator, beam_size=beam, alpha=alpha, extra_length=extra_length)
+        decode(sources.batches[0][:1])  # trace outside the timing
         started = time.monotonic()
         texts = translate_texts(decode, subword_model, sources)
         seconds = time.monotonic() - started

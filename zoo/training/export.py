@@ -112,7 +112,7 @@ def _check_finite(model):
            if "float" in str(v.dtype) and not bool(tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))))]
     if bad:
         raise ZooError(f"the model has non-finite weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); "
-                       "nothing was exported. Retrain from an earlier checkpoint with a lower --learning_rate")
+                       "nothing was exported. Retrain from an earlier checkpoint with a lower learning rate")
 
 
 def next_version(export_dir):

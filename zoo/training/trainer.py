@@ -78,6 +78,7 @@ class Trainer:
         hooks: callables `hook(step, logs)` called on the chief every `log_every` steps and at the end,
             and after each evaluation with its results under `eval/<name>` keys.
         verbose: show the Keras progress bar.
+        learning_rate_flag: the flag that sets the learning rate, named in the error when training diverges.
     """
 
     def __init__(
@@ -101,6 +102,7 @@ class Trainer:
         eval_every=None,
         eval_steps=None,
         eval_extras=(),
+        learning_rate_flag="--learning_rate",
     ):
         replicas = strategy.num_replicas_in_sync
         if global_batch_size < 1 or global_batch_size % replicas:
@@ -139,6 +141,7 @@ class Trainer:
         self.eval_every = eval_every or None
         self.eval_steps = eval_steps or None
         self.eval_extras = list(eval_extras)
+        self.learning_rate_flag = learning_rate_flag
         self.is_chief = is_chief(strategy)
         self.summary_writer = None
         self.eval_writer = None
@@ -390,7 +393,8 @@ class Trainer:
         kept = f"{latest} stays the latest checkpoint" if latest else "no checkpoint was written"
         raise ZooError(
             f"training diverged by step {step}: non-finite {what}; {kept} and nothing was exported. Lower "
-            "--learning_rate (or check the data and --mixed_precision), then rerun to resume from there")
+            f"{self.learning_rate_flag} (or check the data and --mixed_precision), then rerun to resume from "
+            "there")
 
     def _loss_scaled(self):
         return isinstance(getattr(self.model, "optimizer", None), keras.optimizers.LossScaleOptimizer) or \

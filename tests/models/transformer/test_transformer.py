@@ -188,3 +188,19 @@ def test_mixed_precision_logits_are_float32():
     cache = backbone.init_cache(x["encoder_token_ids"], x["encoder_padding_mask"], 8)
     logits, cache = backbone.decode_step(x["decoder_token_ids"][:, 0], cache, 0)
     assert logits.dtype == "float32" and cache["self_attention_0"].dtype == "float16"
+
+
+def test_translate_sizes_the_cache_to_the_source_and_runs_on_any_shape():
+    keras.utils.set_random_seed(7)
+    model = Translator(zoo.create_model("transformer_tiny", **TINY))
+    source = _batch(batch=3, source=5, seed=9)["source_ids"]
+    eager = model.translate(source, beam_size=2, extra_length=4)
+    assert eager["ids"].shape == (3, 9)  # width 5 + 4, not max_sequence_length
+    assert int(np.max(eager["lengths"])) <= 9
+    any_shape = tf.function(lambda s: model.translate(s, beam_size=2, extra_length=4),
+                            input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    traced = any_shape(tf.constant(source))
+    np.testing.assert_array_equal(np.asarray(traced["ids"]), np.asarray(eager["ids"]))
+    np.testing.assert_allclose(np.asarray(traced["scores"]), np.asarray(eager["scores"]), atol=1e-5)
+    greedy = model.translate(source, beam_size=1, extra_length=4)
+    assert greedy["ids"].shape == (3, 9)

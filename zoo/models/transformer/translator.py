@@ -102,13 +102,20 @@ class Translator(Configurable, keras.Model):
         """Decodes right-padded `source_ids` [batch, S]; see `zoo.decoding.beam_search` for the outputs.
 
         Each example may generate up to its source length + `extra_length` tokens (EOS included), at most the
-        backbone's `max_sequence_length` (the cache's capacity)."""
+        backbone's `max_sequence_length`. The decoding cache holds min(source width + `extra_length`,
+        `max_sequence_length`) positions: a Python int when the source width is static (eagerly, XLA), else a
+        run-time bound (a `tf.function` over any shape, the export)."""
         from zoo.decoding import beam_search, greedy_search
 
-        source_ids = ops.cast(source_ids, "int32")
-        mask = ops.cast(ops.not_equal(source_ids, PAD_ID), "int32")
-        capacity = self.backbone.max_sequence_length
-        max_lengths = ops.minimum(ops.sum(mask, axis=1) + extra_length, capacity)
+        source_ids = tf.cast(source_ids, tf.int32)
+        mask = tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32)
+        limit = self.backbone.max_sequence_length
+        width = source_ids.shape[1]
+        if width is not None:
+            capacity = min(int(width) + extra_length, limit)
+        else:
+            capacity = tf.minimum(tf.shape(source_ids)[1] + extra_length, limit)
+        max_lengths = tf.minimum(tf.reduce_sum(mask, axis=1) + extra_length, capacity)
         cache = self.backbone.init_cache(source_ids, mask, capacity)
         common = dict(bos_id=BOS_ID, eos_id=EOS_ID, max_lengths=max_lengths, max_length=capacity, pad_id=PAD_ID)
         if beam_size == 1:
