@@ -16,8 +16,9 @@ logits compared):
 (a) Training: each model inside the same `Translator` (label-smoothed cross-entropy over real target tokens,
 Adam β=(0.9, 0.98), ε=1e-9), one `train_step` per call in a `tf.function`. Tokens/s counts source + target
 tokens (the paper's batches hold ~25k of each).
-(b) Decoding, beam 4: zoo's `Translator.translate` path (`zoo.decoding.beam_search` over
-`backbone.decode_step`) against keras-hub's `BeamSampler(num_beams=4)` driving the keras-hub layers with their
+(b) Decoding, beam 4: zoo's `zoo.decoding.beam_search` over `backbone.decode_step` with a cache of
+--decode_length positions (what `Translator.translate` allocates for a source of width S with
+`extra_length` = --decode_length - S) against keras-hub's `BeamSampler(num_beams=4)` driving the keras-hub layers with their
 self- and cross-attention caches the way keras-hub's `BartSeq2SeqLM.generate_step` does (one seeding pass,
 then one token per step). Both decode the same sources for exactly --decode_length steps: end-of-sentence is
 disabled in both (keras-hub's sampler only stops when every beam holds it, zoo's stops earlier, which would
