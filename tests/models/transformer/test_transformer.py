@@ -190,6 +190,7 @@ def test_mixed_precision_logits_are_float32():
     assert logits.dtype == "float32" and cache["self_attention_0"].dtype == "float16"
 
 
+@pytest.mark.slow
 def test_translate_sizes_the_cache_to_the_source_and_runs_on_any_shape():
     keras.utils.set_random_seed(7)
     model = Translator(zoo.create_model("transformer_tiny", **TINY))
