@@ -21,8 +21,12 @@ the best cells as PNGs, accuracy_vs_params.png with the Pareto front, best_so_fa
 
 Resume: run the same command again; finished trials are not re-run (KerasTuner state in <search_dir>/pnas and
 <search_dir>/random, the oracle's level, queue and surrogate), an interrupted trial and the final training
-continue from their checkpoints. A trial that diverges or raises is recorded FAILED with its reason and the
-search goes on; when no trial completes the command stops with one error line.
+continue from their checkpoints. A trial that diverges, raises or whose process dies (e.g. killed when out of
+memory) is recorded FAILED with its reason and the search goes on; when no trial completes the command stops
+with one error line. Each trial trains in a fresh process (--trial_isolation=process, the default: it opens
+the data and builds --strategy itself; its output goes to <trial dir>/trial.log), so the search's memory
+does not grow across trials; --trial_isolation=none trains in the search's process (see
+benchmarks/search_memory.py for both).
 
 Distributed (KerasTuner's chief/worker mode; every process runs the same command on a shared --search_dir):
 
@@ -35,7 +39,7 @@ workers train trials and exit when the search is done.
 """
 
 from zoo import flags as zoo_flags
-from zoo.flags import FREE, Bool, Int, String
+from zoo.flags import FREE, Bool, Enum, Int, String
 from zoo.recipe_support.image_flags import image_data_flags
 
 COMMON = ("strategy", "tpu", "connect_timeout", "data_dir", "download", "export_dir", "global_batch_size", "seed")
@@ -48,6 +52,9 @@ SPEC = zoo_flags.declare(
            "with the same flags resumes here.", role=FREE),
     Int("max_trials", 20, "Trials of the search (and of the random baseline).", at_least=1),
     Int("trial_steps", 50, "Training steps of each trial.", at_least=1),
+    Enum("trial_isolation", "process", ("process", "none"), "process: each trial trains in a fresh process "
+         "(the search's memory stays flat; a few seconds of imports per trial); none: in this process (faster for "
+         "tiny trials; memory grows about 9 MiB per trial).", role=FREE),
     Int("trial_eval_steps", 0, "Validation batches per trial (0: the whole validation split).", at_least=0),
     Int("beam", 8, "K: cells trained per level after the first.", at_least=1),
     Int("max_blocks", 2, "B: blocks of the largest cell.", at_least=1, at_most=5),
@@ -82,6 +89,14 @@ def _numbers(flag, text, kind=float):
     return tuple(values) if len(values) > 1 else values[0]
 
 
+def _grow_gpu_memory():
+    """This process allocates GPU memory as it needs it (TensorFlow's default takes nearly all of it)."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
+
+
 def _phase(number, text):
     print(f"\n=== phase {number}: {text} ===", flush=True)
 
@@ -107,15 +122,19 @@ def main(argv):
 
     hp = SPEC.values()
     distributed, chief = dist_utils.has_chief_oracle(), dist_utils.is_chief_oracle()
-    strategy = strategies.from_flag(hp.strategy, hp.tpu, hp.connect_timeout)
+    isolated = hp.trial_isolation == "process"
+    if isolated:  # this process trains only the final network: let trial processes have the rest of each GPU
+        _grow_gpu_memory()
+    strategy = None if isolated else strategies.from_flag(hp.strategy, hp.tpu, hp.connect_timeout)
     space = SearchSpace(ops=hp.ops or None, max_blocks=hp.max_blocks)
     hps = default_hyperparameters(
         learning_rate=_numbers("learning_rates", hp.learning_rates), filters=_numbers("filters", hp.filters, int),
         num_cells=_numbers("num_cells", hp.num_cells, int),
         weight_decay=_numbers("weight_decays", hp.weight_decays),
         drop_path_rate=_numbers("drop_path_rates", hp.drop_path_rates))
-    data = data_lib.open_dataset(hp.dataset, image_dir=hp.image_dir, data_dir=hp.data_dir, download=hp.download,
-                                 validation_fraction=hp.validation_fraction)
+    data_args = {"dataset": hp.dataset, "image_dir": hp.image_dir, "data_dir": hp.data_dir, "download": hp.download,
+                 "validation_fraction": hp.validation_fraction}
+    data = data_lib.open_dataset(**data_args)
     image_size = hp.image_size or (32 if data.native_size and data.native_size <= 64 else 224)
     nan_trials = [int(v) for v in hp.nan_trials.split(",") if v.strip()]
     os.makedirs(hp.search_dir, exist_ok=True)
@@ -126,7 +145,9 @@ def main(argv):
     def search(name, oracle, port_offset):
         if distributed and port_offset:  # each search has its own chief server; the baseline's on port + 1
             os.environ["KERASTUNER_ORACLE_PORT"] = str(int(os.environ["KERASTUNER_ORACLE_PORT"]) + port_offset)
-        runner = CellTrialRunner(oracle, data=data, image_size=image_size, strategy=strategy,
+        runner = CellTrialRunner(oracle, data=data, data_args=data_args, image_size=image_size,
+                                 strategy=hp.strategy if isolated else strategy, tpu=hp.tpu,
+                                 connect_timeout=hp.connect_timeout, trial_isolation=hp.trial_isolation,
                                  trial_steps=hp.trial_steps, global_batch_size=hp.global_batch_size,
                                  eval_steps=hp.trial_eval_steps or None, nan_trials=nan_trials, seed=hp.seed,
                                  directory=hp.search_dir, project_name=name, overwrite=False)
@@ -162,6 +183,7 @@ def main(argv):
         _phase(3, f"retrain the best cell at F={hp.final_filters}, N={hp.final_cells} for {hp.final_steps} steps")
         final_values = {**values, "filters": hp.final_filters, "num_cells": hp.final_cells}
         keras.utils.set_random_seed(hp.seed)
+        strategy = strategy or strategies.from_flag(hp.strategy, hp.tpu, hp.connect_timeout)
         with strategy.scope():
             network = build_network(final_values, data.num_classes, image_size)
             model = ImageClassifier(network, weight_decay=float(values.get("weight_decay", 5e-4)),

@@ -3,13 +3,15 @@
 import json
 import math
 import os
+import subprocess
+import types
 
 import keras_tuner
 import numpy as np
 import pytest
 
 from zoo.errors import ZooError
-from zoo.search import report
+from zoo.search import report, trials as trials_lib
 from zoo.search.trials import (CellTrialRunner, build_network, check_search_succeeded, count_mult_adds,
                                default_hyperparameters, failure_reason)
 
@@ -70,10 +72,75 @@ def test_report_files(tmp_path):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+EMBEDDED = types.SimpleNamespace(name="embedded", native_size=32, num_classes=10)  # what the runner reads
+
+
+def _light_runner(tmp_path, data=EMBEDDED, **kwargs):
+    hp = default_hyperparameters(filters=4, num_cells=1, learning_rate=0.05, drop_path_rate=0.0)
+    hp.Choice("cell", CELLS)
+    oracle = keras_tuner.oracles.RandomSearchOracle(objective=keras_tuner.Objective("val_top1", "max"),
+                                                   max_trials=1, hyperparameters=hp, seed=1)
+    return CellTrialRunner(oracle, data=data, directory=str(tmp_path), project_name="light", **kwargs)
+
+
+def test_isolation_arguments_are_checked(tmp_path):
+    with pytest.raises(ZooError, match=r"^--trial_isolation='thread' must be one of: process, none$"):
+        _light_runner(tmp_path, trial_isolation="thread")
+    with pytest.raises(ZooError, match=r"^--trial_isolation=process builds each trial's strategy"):
+        _light_runner(tmp_path, strategy=object())
+    with pytest.raises(ZooError, match=r"^--trial_isolation=process needs the arguments that open 'photos'"):
+        _light_runner(tmp_path, data=types.SimpleNamespace(name="photos", native_size=None, num_classes=2))
+    runner = _light_runner(tmp_path, strategy="mirrored", tpu=None, connect_timeout=5.0)
+    assert runner.trial_isolation == "process" and runner.data_args == {"dataset": "embedded"}
+    assert runner.strategy_args == {"name": "mirrored", "tpu": None, "connect_timeout": 5.0}
+
+
+@pytest.mark.parametrize("code, log, reason", [
+    (-9, "Killed\n", "the trial process was killed by SIGKILL (out of memory?): Killed"),
+    (3, "some noise\nValueError: bad\n\n", "the trial process exited with code 3: ValueError: bad"),
+])
+def test_a_dead_trial_process_fails_the_trial_with_its_reason(tmp_path, monkeypatch, code, log, reason):
+    runner = _light_runner(tmp_path)
+    trial_dir = tmp_path / "trial_x"
+    trial_dir.mkdir()
+    calls = []
+
+    def run(command, stdout, stderr, **kwargs):
+        calls.append(command)
+        stderr.write(log)
+        stderr.flush()
+        return subprocess.CompletedProcess(command, code)
+
+    monkeypatch.setattr(trials_lib.subprocess, "run", run)
+    with pytest.raises(keras_tuner.errors.FailedTrialError) as error:
+        runner._run_in_process({"trial_dir": str(trial_dir), "values": {}})
+    assert str(error.value) == reason and (trial_dir / "failure.txt").read_text() == reason + "\n"
+    assert calls[0][1:3] == ["-m", "zoo.search.trials"] and runner.last_process["exit_code"] == code
+    request = json.loads((trial_dir / "request.json").read_text())
+    assert request["data_args"] == {"dataset": "embedded"} and request["strategy_args"]["name"] == "default"
+
+
+def test_failed_trial_is_one_line_without_a_traceback(tmp_path, capsys):
+    runner = _light_runner(tmp_path)
+    trial = runner.oracle.create_trial("tuner0")
+
+    def fail(*args, **kwargs):
+        raise keras_tuner.errors.FailedTrialError("ZooError: training diverged by step 2")
+
+    runner._run_and_update_trial = fail
+    runner._try_run_and_update_trial(trial)
+    assert trial.status == "FAILED" and trial.message == "FailedTrialError: ZooError: training diverged by step 2"
+    assert failure_reason(trial) == "ZooError: training diverged by step 2"
+    assert "Traceback" not in capsys.readouterr().err
+    from keras_tuner.src import config as tuner_config
+
+    assert tuner_config.DEBUG  # KerasTuner's global setting is left alone
+
+
 # === Slow: real trials ===
 
 
-def _runner(tmp_path, max_trials, nan_trials=(), name="p"):
+def _runner(tmp_path, max_trials, nan_trials=(), name="p", trial_isolation="process"):
     from zoo.data.image_classification import open_dataset
 
     hp = default_hyperparameters(filters=4, num_cells=1, learning_rate=0.05, drop_path_rate=0.0)
@@ -81,12 +148,14 @@ def _runner(tmp_path, max_trials, nan_trials=(), name="p"):
     oracle = keras_tuner.oracles.RandomSearchOracle(objective=keras_tuner.Objective("val_top1", "max"),
                                                    max_trials=max_trials, hyperparameters=hp, seed=1)
     return CellTrialRunner(oracle, data=open_dataset("embedded"), trial_steps=2, global_batch_size=4, eval_steps=1,
-                           nan_trials=nan_trials, directory=str(tmp_path), project_name=name)
+                           nan_trials=nan_trials, directory=str(tmp_path), project_name=name,
+                           trial_isolation=trial_isolation)
 
 
 @pytest.mark.slow
-def test_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
-    runner = _runner(tmp_path, 2, nan_trials=[0])
+@pytest.mark.parametrize("isolation", ["process", "none"])
+def test_failing_trial_is_recorded_and_the_search_goes_on(tmp_path, isolation):
+    runner = _runner(tmp_path, 2, nan_trials=[0], trial_isolation=isolation)
     runner.search()
     trials = [runner.oracle.trials[t] for t in sorted(runner.oracle.trials)]
     assert [t.status for t in trials] == ["FAILED", "COMPLETED"]
@@ -95,6 +164,10 @@ def test_failing_trial_is_recorded_and_the_search_goes_on(tmp_path):
     metrics = json.load(open(os.path.join(runner.get_trial_dir(trials[1].trial_id), "metrics.json")))
     assert set(metrics) == {"val_top1", "params", "seconds", "mult_adds"} and 0 <= metrics["val_top1"] <= 1
     assert metrics["params"] > 0 and np.isfinite(metrics["mult_adds"])
+    if isolation == "process":  # each trial ran in a process of its own, which reported its peak memory
+        pids = {json.load(open(os.path.join(runner.get_trial_dir(t.trial_id), "process.json")))["pid"]
+                for t in trials}
+        assert len(pids) == 2 and os.getpid() not in pids and runner.last_process["peak_rss_mib"] > 100
     check_search_succeeded(runner.oracle, runner.project_dir)  # one completed: fine
     trials[1].status = "FAILED"  # as if every trial had failed: one clear line
     with pytest.raises(ZooError, match=r"^all 2 trials failed; first error \(trial 0\): ZooError: training diverged"):

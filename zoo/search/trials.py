@@ -4,15 +4,22 @@
 chief/worker mode) whose `run_trial` takes a trial's values — `"cell"` (a `CellSpec` JSON string) and the
 hyper-parameters `learning_rate`, `filters`, `num_cells`, `weight_decay`, `drop_path_rate` (missing ones take
 the runner's defaults) — builds `PNASNet(cell=..., stem="cifar")` (the ImageNet stem above 64 pixels) inside
-an `ImageClassifier`, trains it for `trial_steps` steps with `zoo.training.Trainer` under the runner's
+an `ImageClassifier`, trains it for `trial_steps` steps with `zoo.training.Trainer` under the trial's
 strategy (the trial's checkpoints in `<trial dir>/train`, so an interrupted trial resumes), evaluates top-1
 on the validation split and reports `{"val_top1", "params", "mult_adds", "seconds"}` to the oracle.
 
-A trial whose training diverges (the trainer stops on a non-finite loss or weights) or raises (out of
-memory, a bad value) is ended FAILED with a one-line reason, kept in `trial.message` and in
-`<trial dir>/failure.txt` (each start of a trial appends a line to `<trial dir>/runs.log`); the search
-goes on (no retries, no limit on consecutive failures). Every trial starts and ends with
-`keras.backend.clear_session()` and `gc.collect()`, so memory stays flat across trials.
+Trial isolation: with `trial_isolation="process"` (the default) each trial trains in a fresh Python process
+(`python -m zoo.search.trials <trial dir>/request.json`: it opens the data, builds the strategy, writes
+`metrics.json` or `failure.txt`, its output in `<trial dir>/trial.log`), so the search process's memory stays
+flat; in one process each trial leaves its traced training step behind (a FuncGraph and its captured tensors
+that `clear_session()` and `gc` do not free): about +9 MiB per trial at the tiny defaults
+(`benchmarks/search_memory.py`). `trial_isolation="none"` saves the new process's imports (seconds a trial).
+
+A trial whose training diverges (the trainer stops on a non-finite loss or weights), raises (out of memory,
+a bad value) or whose process dies (killed, e.g. by the kernel's OOM killer; a non-zero exit) is ended FAILED
+with a one-line reason, kept in `trial.message` and in `<trial dir>/failure.txt` (each start of a trial
+appends a line to `<trial dir>/runs.log`), printed as one line; the search goes on (no retries, no limit on
+consecutive failures).
 
 Example:
     import keras_tuner
@@ -30,17 +37,21 @@ Example:
 import gc
 import json
 import os
+import resource
+import signal
+import subprocess
+import sys
 import time
 
 import keras
 import keras_tuner
-from keras_tuner.src import config as tuner_config
 import numpy as np
 import tensorflow as tf
 
 from zoo.errors import ZooError
 
 OBJECTIVE = "val_top1"
+ISOLATIONS = ("process", "none")
 DEFAULTS = {"learning_rate": 0.05, "filters": 8, "num_cells": 3, "weight_decay": 5e-4, "drop_path_rate": 0.0}
 
 
@@ -120,8 +131,13 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
         oracle: the search algorithm (`zoo.search.PNASOracle`, a random-search oracle, any KerasTuner oracle
             whose trials carry a "cell").
         data: a `zoo.data.image_classification.ClassificationData` (train and validation splits).
+        data_args: keyword arguments of `open_dataset` that open `data` again in a trial process (default:
+            `{"dataset": "embedded"}` for the embedded data; required for other data with process isolation).
         image_size: input side (default: the data's native size when <= 64, else 224).
-        strategy: the `tf.distribute.Strategy` of each trial's training (default: the default strategy).
+        strategy: each trial's `tf.distribute.Strategy`, or its `--strategy` name (`zoo.training.strategy`;
+            with `tpu` and `connect_timeout`); with process isolation a name (each trial process builds it).
+            Default: the default strategy.
+        trial_isolation: "process" (each trial in a fresh process: flat memory) or "none" (in this process).
         trial_steps: training steps per trial (the per-trial budget).
         global_batch_size: examples per step.
         eval_steps: validation batches per evaluation (None: the whole split).
@@ -133,18 +149,31 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
         directory, project_name, overwrite: KerasTuner's; with `overwrite=False` a search resumes.
     """
 
-    def __init__(self, oracle, *, data, image_size=None, strategy=None, trial_steps=50, global_batch_size=32,
+    def __init__(self, oracle, *, data, data_args=None, image_size=None, strategy=None, tpu=None,
+                 connect_timeout=None, trial_isolation="process", trial_steps=50, global_batch_size=32,
                  eval_steps=None, label_smoothing=0.1, bn_momentum=0.9, nan_trials=(), seed=0, verbose=False,
                  directory=None, project_name=None, overwrite=False):
-        tuner_config.DEBUG = False  # else KerasTuner prints each failed trial's traceback
+        if trial_isolation not in ISOLATIONS:
+            raise ZooError(f"--trial_isolation={trial_isolation!r} must be one of: {', '.join(ISOLATIONS)}")
+        if data_args is None and data.name == "embedded":
+            data_args = {"dataset": "embedded"}
+        if trial_isolation == "process" and data_args is None:
+            raise ZooError(f"--trial_isolation=process needs the arguments that open {data.name!r} in a trial "
+                           "process (data_args); or pass --trial_isolation=none")
+        if trial_isolation == "process" and not (strategy is None or isinstance(strategy, str)):
+            raise ZooError("--trial_isolation=process builds each trial's strategy in the trial process: pass "
+                           "the --strategy name, not a tf.distribute.Strategy")
         oracle.max_retries_per_trial = 0
         oracle.max_consecutive_failed_trials = 10 ** 9
-        self.data = data
+        self.data, self.data_args, self.trial_isolation = data, data_args, trial_isolation
         self.image_size = image_size or (data.native_size if data.native_size and data.native_size <= 64 else 224)
-        self.strategy = strategy or tf.distribute.get_strategy()
+        self.strategy_args = {"name": strategy if isinstance(strategy, str) else "default", "tpu": tpu,
+                              **({"connect_timeout": connect_timeout} if connect_timeout is not None else {})}
+        self._strategy = None if strategy is None or isinstance(strategy, str) else strategy
         self.trial_steps, self.global_batch_size, self.eval_steps = trial_steps, global_batch_size, eval_steps
         self.label_smoothing, self.bn_momentum = label_smoothing, bn_momentum
         self.nan_trials, self.seed, self.verbose = set(nan_trials), seed, verbose
+        self.last_process = None  # {"peak_rss_mib", "exit_code", "seconds"} of the last trial process
         super().__init__(oracle, hypermodel=None, directory=directory, project_name=project_name,
                          overwrite=overwrite)
         from keras_tuner.src.distribute import utils as dist_utils
@@ -160,8 +189,29 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
 
             self.oracle.create_trial = create_trial
 
+    @property
+    def strategy(self):
+        """The strategy of in-process trials (built from its name on first use)."""
+        if self._strategy is None:
+            from zoo.training import strategy as strategies
+
+            self._strategy = strategies.from_flag(**self.strategy_args)
+        return self._strategy
+
+    def _try_run_and_update_trial(self, trial, *args, **kwargs):
+        """KerasTuner's, without its traceback: a raising trial ends FAILED (INVALID) with a one-line message."""
+        try:
+            self._run_and_update_trial(trial, *args, **kwargs)
+            trial.status = keras_tuner.engine.trial.TrialStatus.COMPLETED
+        except keras_tuner.errors.FatalError:
+            raise
+        except Exception as e:  # noqa: BLE001 - as KerasTuner: the trial ends, the search goes on
+            failed = isinstance(e, keras_tuner.errors.FailedTrialError)
+            trial.status = "FAILED" if failed else "INVALID"
+            trial.message = " ".join(f"{type(e).__name__}: {e}".split())
+
     def on_trial_end(self, trial):
-        """Replaces a failed trial's traceback by its one-line reason (printed), then ends it."""
+        """Prints a failed trial's one-line reason, then ends it."""
         if trial.status in ("FAILED", "INVALID"):
             reason = failure_reason(trial, self.get_trial_dir(trial.trial_id))
             trial.message = reason
@@ -170,69 +220,134 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
 
     def run_trial(self, trial, *args, **kwargs):
         """Trains and evaluates the trial's network; returns its metrics, or raises `FailedTrialError`."""
-        from zoo.data import image_classification as data_lib
-        from zoo.models.nas.image_classifier import ImageClassifier
-        from zoo.recipe_support.image_classification import make_optimizer, make_schedule
-        from zoo.registry import trainable_params
-        from zoo.training.trainer import Trainer
-
         values = dict(trial.hyperparameters.values)
         number = int(trial.trial_id) if str(trial.trial_id).isdigit() else 0
         trial_dir = self.get_trial_dir(trial.trial_id)
         os.makedirs(trial_dir, exist_ok=True)
+        for name in ("metrics.json", "failure.txt"):  # of an earlier, interrupted start
+            if os.path.exists(os.path.join(trial_dir, name)):
+                os.remove(os.path.join(trial_dir, name))
         with open(os.path.join(trial_dir, "values.json"), "w") as f:
             json.dump(values, f)
         with open(os.path.join(trial_dir, "runs.log"), "a") as f:  # one line per start: a rerun shows up here
             f.write(f"{self.tuner_id} pid {os.getpid()} {time.strftime('%H:%M:%S')}\n")
+        request = {"values": values, "trial_dir": trial_dir, "image_size": self.image_size,
+                   "trial_steps": self.trial_steps, "global_batch_size": self.global_batch_size,
+                   "eval_steps": self.eval_steps, "label_smoothing": self.label_smoothing,
+                   "bn_momentum": self.bn_momentum, "seed": self.seed + number, "nan": number in self.nan_trials,
+                   "verbose": self.verbose}
+        if self.trial_isolation == "process":
+            return self._run_in_process(request)
         _release_memory()
-        start = time.time()
         try:
-            keras.utils.set_random_seed(self.seed + number)
-            v = {**DEFAULTS, **values}
-            lr = float("nan") if number in self.nan_trials else float(v["learning_rate"])
-            with self.strategy.scope():
-                network = build_network(values, self.data.num_classes, self.image_size, self.bn_momentum)
-                model = ImageClassifier(network, label_smoothing=self.label_smoothing,
-                                        weight_decay=float(v["weight_decay"]), total_steps=self.trial_steps)
-                schedule = make_schedule("cosine", lr, train_steps=self.trial_steps)
-                model.compile(optimizer=make_optimizer("nesterov", schedule))
-            params = trainable_params(network)
-            size, batch = self.image_size, self.global_batch_size
-            trainer = Trainer(
-                model, strategy=self.strategy, model_dir=os.path.join(trial_dir, "train"),
-                dataset_fn=lambda ctx: data_lib.train_dataset(self.data, size, batch, ctx, seed=self.seed + number),
-                eval_dataset_fn=lambda ctx: data_lib.eval_dataset(self.data, size, batch, ctx),
-                eval_steps=self.eval_steps, global_batch_size=batch, train_steps=self.trial_steps,
-                checkpoint_every=max(1, self.trial_steps), log_every=max(1, self.trial_steps),
-                config={"values": {k: values[k] for k in sorted(values)}}, verbose=self.verbose)
-            logs = trainer.train()
-            top1 = float(logs["eval/top1"])
-            if not np.isfinite(top1):
-                raise ZooError(f"validation top-1 is {top1}")
-            mult_adds = count_mult_adds(network)
-        except Exception as e:  # noqa: BLE001 - every failure ends the trial, not the search
-            reason = " ".join(f"{type(e).__name__}: {e}".split())
-            if "training diverged" in reason:  # the trainer's advice is about recipe flags: keep the fact
-                reason = reason.split(";")[0]
-            reason = reason[:500]
-            with open(os.path.join(trial_dir, "failure.txt"), "w") as f:
-                f.write(reason + "\n")
-            raise keras_tuner.errors.FailedTrialError(reason) from None
+            return train_trial(request, self.data, self.strategy)
         finally:
-            network = model = trainer = None  # noqa: F841 - drop the references before clearing
             _release_memory()
-        seconds = time.time() - start
-        metrics = {OBJECTIVE: top1, "params": float(params), "seconds": seconds}
-        if mult_adds is not None:
-            metrics["mult_adds"] = float(mult_adds)
-        with open(os.path.join(trial_dir, "metrics.json"), "w") as f:
-            json.dump(metrics, f)
-        return metrics
+
+    def _run_in_process(self, request):
+        trial_dir = request["trial_dir"]
+        path = os.path.join(trial_dir, "request.json")
+        with open(path, "w") as f:
+            json.dump({**request, "data_args": self.data_args, "strategy_args": self.strategy_args,
+                       "parent_pid": os.getpid()}, f)
+        start = time.time()
+        with open(os.path.join(trial_dir, "trial.log"), "a") as log:
+            process = subprocess.run([sys.executable, "-m", "zoo.search.trials", path],
+                                     stdout=None if self.verbose else log, stderr=log, stdin=subprocess.DEVNULL,
+                                     env={**os.environ, "PYTHONPATH": _pythonpath()})
+        self.last_process = {"exit_code": process.returncode, "seconds": time.time() - start}
+        if os.path.exists(os.path.join(trial_dir, "process.json")):
+            with open(os.path.join(trial_dir, "process.json")) as f:
+                self.last_process.update(json.load(f))
+        if os.path.exists(os.path.join(trial_dir, "metrics.json")) and process.returncode == 0:
+            with open(os.path.join(trial_dir, "metrics.json")) as f:
+                return json.load(f)
+        if os.path.exists(os.path.join(trial_dir, "failure.txt")):
+            with open(os.path.join(trial_dir, "failure.txt")) as f:
+                raise keras_tuner.errors.FailedTrialError(f.read().strip())
+        if process.returncode < 0:
+            name = signal.Signals(-process.returncode).name
+            reason = f"the trial process was killed by {name}" + (
+                " (out of memory?)" if name == "SIGKILL" else "")
+        else:
+            reason = f"the trial process exited with code {process.returncode}"
+        last = _last_line(os.path.join(trial_dir, "trial.log"))
+        reason = (reason + (f": {last}" if last else ""))[:500]
+        with open(os.path.join(trial_dir, "failure.txt"), "w") as f:
+            f.write(reason + "\n")
+        raise keras_tuner.errors.FailedTrialError(reason)
+
+
+def train_trial(request, data, strategy):
+    """Trains and evaluates one trial as `request` says (see `CellTrialRunner.run_trial`); writes
+    `metrics.json` and returns the metrics, or writes `failure.txt` and raises `FailedTrialError`."""
+    from zoo.data import image_classification as data_lib
+    from zoo.models.nas.image_classifier import ImageClassifier
+    from zoo.recipe_support.image_classification import make_optimizer, make_schedule
+    from zoo.registry import trainable_params
+    from zoo.training.trainer import Trainer
+
+    values, trial_dir, seed = request["values"], request["trial_dir"], request["seed"]
+    steps, size, batch = request["trial_steps"], request["image_size"], request["global_batch_size"]
+    start = time.time()
+    try:
+        keras.utils.set_random_seed(seed)
+        v = {**DEFAULTS, **values}
+        lr = float("nan") if request["nan"] else float(v["learning_rate"])
+        with strategy.scope():
+            network = build_network(values, data.num_classes, size, request["bn_momentum"])
+            model = ImageClassifier(network, label_smoothing=request["label_smoothing"],
+                                    weight_decay=float(v["weight_decay"]), total_steps=steps)
+            model.compile(optimizer=make_optimizer("nesterov", make_schedule("cosine", lr, train_steps=steps)))
+        params = trainable_params(network)
+        trainer = Trainer(
+            model, strategy=strategy, model_dir=os.path.join(trial_dir, "train"),
+            dataset_fn=lambda ctx: data_lib.train_dataset(data, size, batch, ctx, seed=seed),
+            eval_dataset_fn=lambda ctx: data_lib.eval_dataset(data, size, batch, ctx),
+            eval_steps=request["eval_steps"], global_batch_size=batch, train_steps=steps,
+            checkpoint_every=max(1, steps), log_every=max(1, steps),
+            config={"values": {k: values[k] for k in sorted(values)}}, verbose=request["verbose"])
+        logs = trainer.train()
+        top1 = float(logs["eval/top1"])
+        if not np.isfinite(top1):
+            raise ZooError(f"validation top-1 is {top1}")
+        mult_adds = count_mult_adds(network)
+    except Exception as e:  # noqa: BLE001 - every failure ends the trial, not the search
+        reason = " ".join(f"{type(e).__name__}: {e}".split())
+        if "training diverged" in reason:  # the trainer's advice is about recipe flags: keep the fact
+            reason = reason.split(";")[0]
+        reason = reason[:500]
+        with open(os.path.join(trial_dir, "failure.txt"), "w") as f:
+            f.write(reason + "\n")
+        raise keras_tuner.errors.FailedTrialError(reason) from None
+    finally:
+        network = model = trainer = None  # noqa: F841 - drop the references before clearing
+    metrics = {OBJECTIVE: top1, "params": float(params), "seconds": time.time() - start}
+    if mult_adds is not None:
+        metrics["mult_adds"] = float(mult_adds)
+    with open(os.path.join(trial_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f)
+    return metrics
 
 
 def _release_memory():
     keras.backend.clear_session()
     gc.collect()
+
+
+def _pythonpath():
+    """This process's PYTHONPATH with the folder holding the `zoo` package first (a trial process imports it)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+
+
+def _last_line(path):
+    try:
+        with open(path, errors="replace") as f:
+            lines = [line.strip() for line in f.read()[-20000:].splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
 
 
 def completed_trials(oracle):
@@ -252,3 +367,43 @@ def check_search_succeeded(oracle, project_dir=None):
     reason = failure_reason(first, os.path.join(project_dir, f"trial_{first.trial_id}") if project_dir else None)
     raise ZooError(f"all {len(trials)} trials failed; first error (trial {first.trial_id}): {reason}; "
                    "fix it (e.g. lower the learning rate) and run again with a new --search_dir")
+
+
+def _trial_process(path):
+    """A trial process: trains the trial of `path` (a request.json), writes `metrics.json` or `failure.txt`
+    and `process.json` (its peak RSS) next to it; exits 0 when either was written."""
+    from zoo.data.image_classification import open_dataset
+    from zoo.training import strategy as strategies
+
+    with open(path) as f:
+        request = json.load(f)
+    _die_with_parent(request.get("parent_pid"))
+    try:
+        train_trial(request, open_dataset(**request["data_args"]), strategies.from_flag(**request["strategy_args"]))
+    except keras_tuner.errors.FailedTrialError:
+        pass  # failure.txt says why
+    except BaseException as e:  # noqa: BLE001 - opening the data or building the strategy failed
+        with open(os.path.join(request["trial_dir"], "failure.txt"), "w") as f:
+            f.write(" ".join(f"{type(e).__name__}: {e}".split())[:500] + "\n")
+    finally:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        with open(os.path.join(request["trial_dir"], "process.json"), "w") as f:
+            json.dump({"peak_rss_mib": peak, "pid": os.getpid()}, f)
+    return 0
+
+
+def _die_with_parent(parent_pid):
+    """Linux: this process is killed when the search process ends (a killed search restarted at once must not
+    find its interrupted trial still training in the same folder)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent_pid and os.getppid() != parent_pid:  # the parent ended before prctl
+        os._exit(1)
+
+
+if __name__ == "__main__":
+    sys.exit(_trial_process(sys.argv[1]))
