@@ -73,6 +73,21 @@ def finite_or_nan(grads):
     return [tf.where(bad, tf.cast(float("nan"), g.dtype), g) for g in grads]
 
 
+def apply_gradients(optimizer, grads, variables, clip_norm=None):
+    """The end of a custom `train_step`: builds the optimizer if needed (a LossScaleOptimizer has its scale
+    only once built), clips the global gradient norm to `clip_norm` across replicas (`clip_by_global_norm`,
+    with the loss scale divided out) or, under loss scaling without clipping, makes every replica's gradients
+    NaN when any replica's are not finite (`finite_or_nan`), then applies them."""
+    if not optimizer.built:
+        optimizer.build(variables)
+    loss_scale = getattr(optimizer, "dynamic_scale", None)
+    if clip_norm:
+        grads = clip_by_global_norm(grads, clip_norm, loss_scale)
+    elif loss_scale is not None:
+        grads = finite_or_nan(grads)
+    optimizer.apply_gradients(zip(grads, variables))
+
+
 # === The global step a train step runs at ===
 
 _TRAINER_STEP = []  # the driving Trainer's step variable while it traces or runs its steps

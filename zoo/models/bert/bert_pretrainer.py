@@ -7,7 +7,7 @@ from keras import ops
 from zoo.layers import Configurable, MaskedLMHead, truncated_normal_initializer
 from zoo.layers.activations import gelu_approximate
 from zoo.models.bert.bert_backbone import BertBackbone
-from zoo.ops import clip_by_global_norm, finite_or_nan, weighted_mean
+from zoo.ops import apply_gradients, weighted_mean
 
 FEATURES = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
 
@@ -86,12 +86,7 @@ class BertPretrainer(Configurable, keras.Model):
             scaled = self.optimizer.scale_loss(mlm_share + nsp_share)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
-        loss_scale = getattr(self.optimizer, "dynamic_scale", None)
-        if self.clip_norm:  # a global norm: an overflow anywhere already makes all gradients NaN
-            grads = clip_by_global_norm(grads, self.clip_norm, loss_scale)
-        elif loss_scale is not None:
-            grads = finite_or_nan(grads)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        apply_gradients(self.optimizer, grads, variables, self.clip_norm)
 
         _, mlm_accuracy = weighted_mean(mlm_hits, data["mask_weights"])
         _, nsp_accuracy = weighted_mean(nsp_hits)

@@ -28,7 +28,7 @@ from keras import ops
 
 from zoo.layers.config import Configurable
 from zoo.layers.drop_path import drop_path_progress
-from zoo.ops import clip_by_global_norm, finite_or_nan, global_step, num_replicas, weighted_mean
+from zoo.ops import apply_gradients, global_step, num_replicas, weighted_mean
 
 FAMILIES = ("nasnet", "pnasnet", "randwire")
 DECAYED = ("kernel", "depthwise_kernel", "pointwise_kernel")  # variable names that weight decay applies to
@@ -167,14 +167,7 @@ class ImageClassifier(Configurable, keras.Model):
             scaled = self.optimizer.scale_loss(share)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
-        if not self.optimizer.built:  # a LossScaleOptimizer has its scale variable once built (as the trainer does)
-            self.optimizer.build(variables)
-        loss_scale = getattr(self.optimizer, "dynamic_scale", None)
-        if self.clip_norm:
-            grads = clip_by_global_norm(grads, self.clip_norm, loss_scale)
-        elif loss_scale is not None:
-            grads = finite_or_nan(grads)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        apply_gradients(self.optimizer, grads, variables, self.clip_norm)
 
         hits = ops.cast(ops.equal(ops.argmax(ops.cast(outputs["logits"], "float32"), -1),
                                   ops.cast(labels, "int64")), "float32")

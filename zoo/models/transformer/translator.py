@@ -6,7 +6,7 @@ from keras import ops
 
 from zoo.layers import Configurable
 from zoo.losses import label_smoothed_cross_entropy
-from zoo.ops import clip_by_global_norm, finite_or_nan, weighted_mean
+from zoo.ops import apply_gradients, weighted_mean
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3  # the shared subword vocabulary's special ids (zoo.data.subword)
 
@@ -80,12 +80,7 @@ class Translator(Configurable, keras.Model):
             scaled = self.optimizer.scale_loss(share)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
-        loss_scale = getattr(self.optimizer, "dynamic_scale", None)
-        if self.clip_norm:
-            grads = clip_by_global_norm(grads, self.clip_norm, loss_scale)
-        elif loss_scale is not None:
-            grads = finite_or_nan(grads)
-        self.optimizer.apply_gradients(zip(grads, variables))
+        apply_gradients(self.optimizer, grads, variables, self.clip_norm)
         _, nll_mean = weighted_mean(nll, weights)
         _, accuracy = weighted_mean(hits, weights)
         return {"loss": loss, "nll": nll_mean, "token_accuracy": accuracy}
