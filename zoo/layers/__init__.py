@@ -4,6 +4,8 @@ in `zoo.layers.config.Configurable`)."""
 from zoo.layers.cached_attention import CachedMultiHeadAttention
 from zoo.layers.config import Configurable
 from zoo.layers.drop_path import ScheduledDropPath, drop_path_progress
+from zoo.layers.hmm import HiddenMarkovModel
+from zoo.layers.hmm_emissions import CategoricalEmission, GaussianEmission
 from zoo.layers.initializers import (TorchBiasUniform, normal_initializer, torch_kernel_initializer,
                                      truncated_normal_initializer)
 from zoo.layers.masked_lm_head import MaskedLMHead
@@ -18,9 +20,12 @@ from zoo.layers.transformer_encoder import TransformerEncoder
 __all__ = [
     "AuxHead",
     "CachedMultiHeadAttention",
+    "CategoricalEmission",
     "Configurable",
     "Conv1x7x7x1",
     "FactorizedReduction",
+    "GaussianEmission",
+    "HiddenMarkovModel",
     "IdentityOp",
     "InstanceNormalization",
     "MaskedLMHead",
