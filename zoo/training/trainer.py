@@ -314,19 +314,20 @@ class Trainer:
                 shutil.rmtree(ckpt_dir, ignore_errors=True)
         return logs
 
-    def evaluate(self):
+    def evaluate(self, dataset_fn=None):
         """Runs `model.test_step` over the evaluation data on every replica (every worker must call it);
         returns `{metric name: global value}`: floats, or numpy arrays for metrics whose result is not a scalar
         (a confusion matrix; those are not printed or written to TensorBoard). Carried state starts from zero
-        and is put back."""
-        if self.eval_dataset_fn is None:
+        and is put back. `dataset_fn`: other evaluation data (a test split) through the same compiled step."""
+        dataset_fn = dataset_fn or self.eval_dataset_fn
+        if dataset_fn is None:
             raise ZooError("this Trainer has no evaluation data (eval_dataset_fn)")
         if self._eval_function is None:
             self._eval_function = self._make_eval_function()
         carried = self.carried_state if self.carried_state is not None else CarriedState(self.model, self.strategy)
         carried.gather()
         carried.reset()
-        iterator = iter(self.strategy.distribute_datasets_from_function(self.eval_dataset_fn))
+        iterator = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
         limit = self.eval_steps if self.eval_steps else np.iinfo(np.int32).max
         results = self._eval_function(iterator, tf.constant(limit, tf.int32))
         results = {k: _host_value(v) for k, v in results.items()}
