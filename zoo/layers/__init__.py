@@ -8,6 +8,7 @@ from zoo.layers.hmm import HiddenMarkovModel
 from zoo.layers.hmm_emissions import CategoricalEmission, GaussianEmission
 from zoo.layers.initializers import (TorchBiasUniform, normal_initializer, torch_kernel_initializer,
                                      truncated_normal_initializer)
+from zoo.layers.kalman import LinearGaussianStateSpace
 from zoo.layers.masked_lm_head import MaskedLMHead
 from zoo.layers.nas_ops import (AuxHead, Conv1x7x7x1, FactorizedReduction, IdentityOp, PoolOp, ReluConvBN,
                                 ReluSepConvBN, SepConvStack, make_op)
@@ -28,6 +29,7 @@ __all__ = [
     "HiddenMarkovModel",
     "IdentityOp",
     "InstanceNormalization",
+    "LinearGaussianStateSpace",
     "MaskedLMHead",
     "PoolOp",
     "PositionEmbedding",
