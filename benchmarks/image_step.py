@@ -23,11 +23,11 @@ import json
 import os
 import statistics
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from absl import app, flags  # noqa: E402
+from timing import interleaved_rounds  # noqa: E402  (benchmarks/timing.py)
 
 flags.DEFINE_integer("image_size", 224, "Input side (NASNetMobile's default is 224).")
 flags.DEFINE_integer("batch", 8, "Images per step.")
@@ -44,18 +44,7 @@ FLAGS = flags.FLAGS
 
 def rounds(fns):
     """{name: [seconds per call, one per round]} over FLAGS.repeats interleaved rounds."""
-    names = list(fns)
-    for fn in fns.values():
-        for _ in range(FLAGS.warmup):
-            fn()
-    times = {name: [] for name in names}
-    for r in range(FLAGS.repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            for _ in range(FLAGS.steps):
-                fns[name]()
-            times[name].append((time.perf_counter() - start) / FLAGS.steps)
-    return times
+    return interleaved_rounds(fns, FLAGS.repeats, FLAGS.steps, FLAGS.warmup)
 
 
 def train_step_fn(network, images, labels, xla, ours):
