@@ -132,7 +132,7 @@ def train_dataset(task, length, global_batch_size, seed=0, input_context=None, n
 def eval_dataset(task, length, global_batch_size, num_examples, seed=0, input_context=None, num_symbols=8,
                  copy_length=10):
     """The `num_examples` evaluation examples (their own seeds, apart from training's) in per-replica batches,
-    once; `num_examples` is rounded down to a multiple of `global_batch_size`."""
+    once; `num_examples` is rounded down to a multiple of `global_batch_size` (one global batch at least)."""
     import tensorflow as tf
 
     batch = per_replica_batch_size(global_batch_size, input_context)

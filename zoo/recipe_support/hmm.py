@@ -206,8 +206,9 @@ def dataset_fn(series, global_batch_size, seed):
 
     def fn(ctx):
         x = series.x.astype(np.int32 if series.kind == "categorical" else np.float32)
-        ds = shard(tf.data.Dataset.from_tensor_slices({"x": x, "mask": series.mask}), ctx)
-        ds = ds.repeat().shuffle(max(len(series.x), 64), seed=seed)
+        # Repeated before sharding, so a worker still gets sequences when there are fewer than input pipelines.
+        ds = shard(tf.data.Dataset.from_tensor_slices({"x": x, "mask": series.mask}).repeat(), ctx)
+        ds = ds.shuffle(max(len(series.x), 64), seed=seed)
         return ds.batch(per_replica_batch_size(global_batch_size, ctx), drop_remainder=True)
 
     return fn
