@@ -66,6 +66,7 @@ def main(argv):
 
     from zoo import recipe_support
     from zoo.errors import ZooError
+    from zoo.models.sequence import LikelihoodFit
     from zoo.recipe_support import hmm as support
     from zoo.training.export import export_saved_model
     from zoo.training.trainer import Trainer
@@ -97,7 +98,7 @@ def main(argv):
     with strategy.scope():
         hmm = support.new_hmm(series, k, num_symbols)
         hmm.set_parameters(**start)
-        model = support.HMMFit(hmm)
+        model = LikelihoodFit(hmm)
         model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate))
     digest = hashlib.sha1(series.x.tobytes() + series.mask.tobytes()).hexdigest()
     trainer = Trainer(model, strategy=strategy, model_dir=hp.model_dir,
@@ -106,7 +107,7 @@ def main(argv):
     started = time.monotonic()
     logs = trainer.train()
     if logs:
-        say(f"gradient descent: NLL per step {logs['nll_per_step']:.4f} after {hp.train_steps} steps "
+        say(f"gradient descent: NLL per step {logs['loss']:.4f} after {hp.train_steps} steps "
             f"({time.monotonic() - started:.1f} s)", flush=True)
 
     # --- comparison ---

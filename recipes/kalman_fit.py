@@ -57,6 +57,7 @@ def main(argv):
     import numpy as np
 
     from zoo import recipe_support
+    from zoo.models.sequence import LikelihoodFit
     from zoo.recipe_support import kalman as support
     from zoo.training.export import export_saved_model
     from zoo.training.trainer import Trainer
@@ -72,7 +73,7 @@ def main(argv):
     with strategy.scope():
         layer = support.build_layer(hp.model, series.values, state_dim=hp.state_dim,
                                     learn_dynamics=hp.learn_dynamics, covariance=hp.covariance)
-        model = support.KalmanFit(layer)
+        model = LikelihoodFit(layer)
         model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate))
     missing = int(np.isnan(series.values[:, 0]).sum())
     if chief:

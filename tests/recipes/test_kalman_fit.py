@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tests.recipe_run import assert_one_line_error, run_recipe
 from tests.tf_only import run_tf_only
+from zoo.models.sequence import LikelihoodFit
 from zoo.recipe_support import kalman as support
 
 TINY = ["--train_steps=4", "--log_every=2", "--checkpoint_every=2", "--num_steps=40", "--forecast_steps=3"]
@@ -22,7 +23,7 @@ def run(*args, env=None, timeout=600):
 def restored_layer(model_dir, step):
     """The layer as the recipe built it for the TINY default data, with the weights of checkpoint `step`."""
     layer = support.build_layer("constant_velocity", support.generated_series(40, 0.1, seed=0).values)
-    model = support.KalmanFit(layer)
+    model = LikelihoodFit(layer)
     status = tf.train.Checkpoint(model=model).restore(os.path.join(model_dir, f"ckpt-{step}"))
     status.expect_partial().assert_existing_objects_matched()
     return layer
@@ -32,13 +33,13 @@ def restored_layer(model_dir, step):
 def test_fit_model_reduces_the_loss_and_serving_matches_the_layer():
     series = support.generated_series(40, 0.2, seed=1)
     layer = support.build_layer("constant_velocity", series.values)
-    model = support.KalmanFit(layer)
+    model = LikelihoodFit(layer)
     model.compile(optimizer=keras.optimizers.Adam(0.1))
     batch = next(iter(support.dataset_fn(series, 1)(tf.distribute.InputContext())))
     step = tf.function(model.train_step)
     losses = [float(step(batch)["loss"]) for _ in range(3)]
     assert losses[-1] < losses[0]
-    observations, mask = batch
+    observations, mask = batch["x"], batch["mask"]
     serve = support.serving_endpoints(layer, 2)["serving_default"][0]
     served = serve(observations + tf.where(mask[..., None], np.nan, 0.0), mask)  # NaN at missing readings is fine
     want = layer.filter(observations, mask=mask)

@@ -1,6 +1,6 @@
 """What recipes/hmm_fit.py needs beyond the flags: the data (the occasionally dishonest casino, a CSV column or a
-.npy array, as padded sequences with a mask), a starting point, the gradient-descent model for the Trainer,
-states matched by permutation, the comparison table, the posterior plot and the decoding export.
+.npy array, as padded sequences with a mask), a starting point, the Trainer's input (`zoo.models.sequence.
+LikelihoodFit` does the gradient descent), states matched by permutation, the comparison table, the posterior plot and the decoding export.
 
     series = casino(num_sequences=8, min_length=200, max_length=600, seed=0)   # x [8, T], mask, true states
     hmm = HiddenMarkovModel(2, CategoricalEmission(6), dtype="float64")
@@ -12,14 +12,12 @@ import dataclasses
 import itertools
 import os
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from zoo.errors import ZooError
 from zoo.layers.hmm import HiddenMarkovModel
 from zoo.layers.hmm_emissions import CategoricalEmission, GaussianEmission
-from zoo.ops import apply_gradients, weighted_mean
 
 CASINO = {"initial": np.array([0.5, 0.5]), "transition": np.array([[0.95, 0.05], [0.1, 0.9]]),
           "emission_probs": np.array([[1 / 6] * 6, [0.1] * 5 + [0.5]])}
@@ -177,27 +175,6 @@ def starting_point(series, num_states, num_symbols=None, seed=0):
         cov = np.atleast_2d(np.cov(seen.T)) + 1e-6 * np.eye(series.dim)
         params["covariances"] = (np.stack([np.diag(cov)] * k) if series.dim == 1 else np.stack([cov] * k))
     return params
-
-
-class HMMFit(keras.Model):
-    """Gradient descent on the negative log-likelihood per observed step, for `fit` or `zoo.training.Trainer`
-    (a global mean over replicas). Batches are dicts {"x", "mask"}."""
-
-    def __init__(self, hmm, **kwargs):
-        super().__init__(**kwargs)
-        self.hmm = hmm
-
-    def call(self, inputs):
-        return self.hmm.log_likelihood(inputs["x"], mask=inputs["mask"])
-
-    def train_step(self, data):
-        steps = tf.reduce_sum(tf.cast(tf.logical_not(data["mask"]), tf.float32), axis=1)
-        with tf.GradientTape() as tape:
-            ll = tf.cast(self(data), tf.float32)
-            share, nll = weighted_mean(-ll / tf.maximum(steps, 1.0), steps)
-        variables = self.trainable_variables
-        apply_gradients(self.optimizer, tape.gradient(share, variables), variables)
-        return {"nll_per_step": nll}
 
 
 def dataset_fn(series, global_batch_size, seed):

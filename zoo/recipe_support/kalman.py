@@ -1,22 +1,19 @@
 """What `recipes/kalman_fit.py` needs beyond the flags: the structure presets, the generated default series (a
-tracked object with missing readings), a CSV series, a Keras model that fits a `LinearGaussianStateSpace` by
-maximum likelihood under the zoo Trainer, the plot and the serving endpoints.
+tracked object with missing readings), a CSV series, the Trainer's input (`LikelihoodFit` fits the layer), the plot and the serving endpoints.
 
     series = generated_series(seed=0)                       # Series(values [T, 1] with NaN, times, truth)
-    model = KalmanFit(build_layer("constant_velocity", series.values))
+    model = LikelihoodFit(build_layer("constant_velocity", series.values))   # zoo.models.sequence
     model.compile(optimizer=keras.optimizers.Adam(0.05))
     # Trainer(model, dataset_fn=dataset_fn(series, global_batch_size=1), ...).train()
 """
 
 import collections
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from zoo.errors import ZooError
 from zoo.layers.kalman import LinearGaussianStateSpace
-from zoo.ops import apply_gradients, weighted_mean
 
 # name -> (transition, observation): the known structure of common trackers, observing the first state.
 PRESETS = {
@@ -98,29 +95,6 @@ def build_layer(model, series_values, state_dim=2, learn_dynamics=False, covaria
     return layer
 
 
-@keras.saving.register_keras_serializable(package="zoo")
-class KalmanFit(keras.Model):
-    """Fits a `LinearGaussianStateSpace` by maximum likelihood: the loss is the mean negative log-likelihood per
-    observed step over the global batch. Batches are (observations [B, T, O], mask [B, T], True = missing)."""
-
-    def __init__(self, state_space, **kwargs):
-        super().__init__(**kwargs)
-        self.state_space = state_space
-
-    def call(self, observations, mask=None):
-        return self.state_space(observations, padding_mask=mask)
-
-    def train_step(self, batch):
-        observations, mask = batch
-        weights = tf.cast(tf.logical_not(mask), tf.float32)
-        with tf.GradientTape() as tape:
-            per_step = self.state_space.log_likelihood(observations, mask=mask, per_step=True)
-            share, total = weighted_mean(-per_step, weights)
-        variables = self.state_space.trainable_variables
-        apply_gradients(self.optimizer, tape.gradient(share, variables), variables)
-        return {"loss": total}
-
-
 def dataset_fn(series, global_batch_size):
     """`fn(input_context)` for the Trainer: the whole series (NaN readings zeroed and masked), repeated, in
     per-replica batches of copies."""
@@ -129,7 +103,8 @@ def dataset_fn(series, global_batch_size):
 
     def fn(ctx):
         per_replica = ctx.get_per_replica_batch_size(global_batch_size)
-        return tf.data.Dataset.from_tensors((values, mask)).repeat().batch(per_replica, drop_remainder=True)
+        return tf.data.Dataset.from_tensors({"x": values, "mask": mask}).repeat().batch(per_replica,
+                                                                                  drop_remainder=True)
 
     return fn
 
