@@ -30,11 +30,12 @@ from keras import ops
 
 from zoo.errors import ZooError
 from zoo.layers import hmm_ops
+from zoo.layers.config import Configurable
 from zoo.layers.hmm_emissions import check_probabilities, safe_log
 
 
 @keras.saving.register_keras_serializable(package="zoo")
-class HiddenMarkovModel(keras.layers.Layer):
+class HiddenMarkovModel(Configurable, keras.layers.Layer):
     """A K-state HMM with learnable initial and transition logits (rows softmaxed) and an emission layer.
 
     Args:
@@ -62,18 +63,6 @@ class HiddenMarkovModel(keras.layers.Layer):
         if emission is not None:
             emission.build_states(self.num_states, dtype)
         self.built = True
-
-    def get_config(self):
-        return {**super().get_config(), "num_states": self.num_states, "pseudo_count": self.pseudo_count,
-                "min_variance": self.min_variance,
-                "emission": None if self.emission is None else keras.saving.serialize_keras_object(self.emission)}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if config.get("emission") is not None:
-            config["emission"] = keras.saving.deserialize_keras_object(config["emission"])
-        return cls(**config)
 
     # --- parameters ---
 

@@ -17,6 +17,7 @@ import numpy as np
 from keras import ops
 
 from zoo.errors import ZooError
+from zoo.layers.config import Configurable
 
 
 def _array(name, value, shape, dtype):
@@ -45,7 +46,7 @@ def safe_log(p, dtype):
     return np.log(np.maximum(p, np.finfo(dtype).tiny)).astype(dtype)
 
 
-class Emission(keras.layers.Layer):
+class Emission(Configurable, keras.layers.Layer):
     """Base class: holds `num_states` and the parameter dtype once `build_states` ran."""
 
     def build_states(self, num_states, dtype):
@@ -55,16 +56,11 @@ class Emission(keras.layers.Layer):
         self._make_weights(num_states, dtype)
         self.built = True
 
-    def get_config(self):
-        return {**super().get_config(), **{k: getattr(self, k) for k in self._config_keys}}
-
 
 @keras.saving.register_keras_serializable(package="zoo")
 class CategoricalEmission(Emission):
     """Observations are integer symbols in [0, num_symbols); p(x | k) = softmax(logits[k])[x].
     `set_parameters(emission_probs=[K, M])`."""
-
-    _config_keys = ("num_symbols",)
 
     def __init__(self, num_symbols, **kwargs):
         super().__init__(**kwargs)
@@ -122,8 +118,6 @@ class GaussianEmission(Emission):
     """Observations are vectors [B, T, dim]; p(x | k) = N(x; loc[k], Σ_k). `covariance="diag"` (log standard
     deviations) or `"full"` (Σ_k = L_k L_kᵀ, L_k lower-triangular with a log-parameterised diagonal).
     `set_parameters(means=[K, D], covariances=[K, D] variances (diag) or [K, D, D] (full))`."""
-
-    _config_keys = ("dim", "covariance")
 
     def __init__(self, dim, covariance="diag", **kwargs):
         super().__init__(**kwargs)
