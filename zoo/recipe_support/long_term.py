@@ -13,6 +13,7 @@ skipped.
 
 import csv
 import dataclasses
+import io
 import json
 import os
 
@@ -78,12 +79,11 @@ def write_results(path, rows):
     """Writes `rows` (sorted by task, model order, T) to `path` atomically."""
     order = {m: i for i, m in enumerate(PLOT_ORDER)}
     rows = sorted(rows, key=lambda r: (r["task"], order.get(r["model"], 99), int(r["T"])))
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: row.get(k, "") for k in COLUMNS} for row in rows)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows({k: row.get(k, "") for k in COLUMNS} for row in rows)
+    write_file_atomically(path, text.getvalue())
 
 
 def finished(rows, task, model, length, steps):
