@@ -1,7 +1,7 @@
 """Training: the strategy factory (`strategy`), the one loop (`trainer.Trainer`, also `zoo.training.Trainer`),
-checkpoint safety (`checkpoints`), carried per-replica state (`carried_state`), joining a cluster
-(`connect`), the exporter (`export`), schedules and precision. Modules import TensorFlow when used, so
-`zoo.flags` can import `zoo.training.strategy` cheaply."""
+checkpoint safety (`checkpoints`), early stopping and best weights (`early_stopping`), carried per-replica
+state (`carried_state`), joining a cluster (`connect`), the exporter (`export`), schedules and precision.
+Modules import TensorFlow when used, so `zoo.flags` can import `zoo.training.strategy` cheaply."""
 
 
 def __getattr__(name):  # zoo.training.Trainer without importing TensorFlow for every zoo.training import

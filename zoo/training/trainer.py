@@ -40,6 +40,7 @@ import tensorflow as tf
 from zoo.errors import ZooError
 from zoo.layers.carried_state import is_carried_state
 from zoo.ops import driving_step
+from zoo.paths import write_file_atomically
 from zoo.training.carried_state import CarriedState
 from zoo.training.checkpoints import lock_model_dir, restore_newest_intact
 from zoo.training.strategy import is_chief
@@ -79,6 +80,8 @@ class Trainer:
             and after each evaluation with its results under `eval/<name>` keys.
         verbose: show the Keras progress bar.
         learning_rate_flag: the flag that sets the learning rate, named in the error when training diverges.
+        early_stopping: a `zoo.training.early_stopping.EarlyStopping` (needs `eval_dataset_fn`); `train()` then
+            also returns `stopped_early`, `best_step`, `best/<metric>`; `restore_best()` loads the best weights.
     """
 
     def __init__(
@@ -103,6 +106,7 @@ class Trainer:
         eval_steps=None,
         eval_extras=(),
         learning_rate_flag="--learning_rate",
+        early_stopping=None,
     ):
         replicas = strategy.num_replicas_in_sync
         if global_batch_size < 1 or global_batch_size % replicas:
@@ -154,6 +158,7 @@ class Trainer:
                 0, dtype=tf.int64, trainable=False, name="global_step",
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
+        self.early_stopping = early_stopping.bind(self) if early_stopping is not None else None
 
     # === Set-up ===
 
@@ -183,11 +188,7 @@ class Trainer:
                     "use a new --model_dir, or the flags of that run to resume it"
                 )
         elif self.is_chief:  # a new run, or one whose config.json was lost: record this one from now on
-            tf.io.gfile.makedirs(self.model_dir)
-            tmp = path + ".tmp"
-            with tf.io.gfile.GFile(tmp, "w") as f:
-                json.dump(config, f, indent=2, sort_keys=True)
-            tf.io.gfile.rename(tmp, path, overwrite=True)
+            write_file_atomically(path, json.dumps(config, indent=2, sort_keys=True))
 
     def _build_state(self, element_spec):
         model = self.model
@@ -204,9 +205,12 @@ class Trainer:
                 model.optimizer.build(model.trainable_variables)
 
     def _restore(self, checkpoint):
-        if restore_newest_intact(checkpoint, self.model_dir, check=self.carried_state.check_layout,
-                                 rewrite_bookkeeping=self.is_chief):
+        path = restore_newest_intact(checkpoint, self.model_dir, check=self.carried_state.check_layout,
+                                     rewrite_bookkeeping=self.is_chief)
+        if path:
             self.carried_state.scatter()
+        if self.early_stopping is not None:
+            self.early_stopping.resume(checkpoint, path)
 
     def _dataset(self, start_step):
         def fn(ctx):
@@ -276,9 +280,10 @@ class Trainer:
     # === Loop ===
 
     def train(self):
-        """Trains up to `train_steps`, resuming from `model_dir`, and evaluates at the end (and every
-        `eval_every` steps) when there is evaluation data. Returns the means of the last log interval as
-        floats, plus the last evaluation's results under `eval/<name>` keys."""
+        """Trains up to `train_steps` (or an early stop), resuming from `model_dir`, and evaluates at the
+        end (and every `eval_every` steps) when there is evaluation data. Returns the means of the last log
+        interval as floats, plus the last evaluation's results under `eval/<name>` keys. A run already at
+        `train_steps`, or stopped early, trains no further and evaluates once."""
         self._check_config()
         probe = self.dataset_fn(tf.distribute.InputContext(1, 0, self.strategy.num_replicas_in_sync))
         self._build_state(probe.element_spec)
@@ -297,15 +302,18 @@ class Trainer:
                 self.eval_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "eval"))
             if start and self.verbose:
                 print(f"Resuming from step {start} in {self.model_dir}", flush=True)
-        logs = {}
+        logs, stopped = {}, self.early_stopping is not None and self.early_stopping.stopped
         try:
             with driving_step(self.step):
-                if start < self.train_steps:
-                    logs = self._loop(start, manager)
-                elif self.verbose and self.is_chief:
-                    print(f"{self.model_dir} is already at step {start} >= --train_steps={self.train_steps}")
-                if self.eval_dataset_fn is not None:
-                    logs.update({f"eval/{k}": v for k, v in self._evaluate_and_report().items()})
+                if start < self.train_steps and not stopped:
+                    logs = self._loop(start, manager)  # evaluates at its end
+                else:
+                    if self.verbose and self.is_chief:
+                        print(self.early_stopping.stopped_message(start) if stopped else
+                              f"{self.model_dir} is already at step {start} >= --train_steps={self.train_steps}")
+                    if self.eval_dataset_fn is not None:
+                        logs.update({f"eval/{k}": v for k, v in self._evaluate_and_report().items()})
+                logs.update(self.early_stopping.logs() if self.early_stopping else {})
         finally:
             for writer in (self.summary_writer, self.eval_writer):
                 if writer is not None:
@@ -313,6 +321,12 @@ class Trainer:
             if not self.is_chief:
                 shutil.rmtree(ckpt_dir, ignore_errors=True)
         return logs
+
+    def restore_best(self):
+        """Loads the best evaluation's weights (see `early_stopping`) into every replica; returns their path."""
+        if self.early_stopping is None:
+            raise ZooError("restore_best needs a Trainer made with early_stopping: none keeps best weights")
+        return self.early_stopping.restore_best()
 
     def evaluate(self, dataset_fn=None):
         """Runs `model.test_step` over the evaluation data on every replica (every worker must call it);
@@ -358,7 +372,7 @@ class Trainer:
         train_function = self._make_train_function()
         # Logged values are means over the log interval of the per-step logs, summed here as tensors
         # (no host sync per step).
-        sums, count, step, values = {}, 0, start, {}
+        sums, count, step, values, results = {}, 0, start, {}, {}
         intervals = [self.checkpoint_every, self.log_every] + ([self.eval_every] if self.eval_every else [])
         while step < self.train_steps:
             # Run up to the next checkpoint, log or evaluation step, at most steps_per_loop steps.
@@ -367,19 +381,23 @@ class Trainer:
             sums = {k: sums[k] + v for k, v in logs.items()} if sums else dict(logs)
             count += stop - step
             step = stop
-            last = step == self.train_steps
-            if step % self.checkpoint_every == 0 or step % self.log_every == 0 or last:
+            last, stopped = step == self.train_steps, False
+            evaluate = self.eval_dataset_fn is not None and (last or self.eval_every and step % self.eval_every == 0)
+            if step % self.checkpoint_every == 0 or step % self.log_every == 0 or last or evaluate:
                 self._stop_if_diverged(sums, step, manager)
-            if step % self.checkpoint_every == 0 or last:
-                self.carried_state.gather()
-                manager.save(checkpoint_number=step)
             if step % self.log_every == 0 or last:
                 values = {k: float(np.asarray(v / count)) for k, v in sums.items()}
                 self._log(step, values)
                 sums, count = {}, 0
-            if self.eval_dataset_fn is not None and self.eval_every and step % self.eval_every == 0 and not last:
-                self._evaluate_and_report()
-        return dict(values)
+            if evaluate:  # before the checkpoint of the same step, which then holds the early-stopping state
+                results = self._evaluate_and_report()
+                stopped = self.early_stopping is not None and self.early_stopping.update(step, results)
+            if step % self.checkpoint_every == 0 or last or stopped:
+                self.carried_state.gather()
+                manager.save(checkpoint_number=step)
+            if stopped:
+                break
+        return {**values, **{f"eval/{k}": v for k, v in results.items()}}
 
     def _stop_if_diverged(self, sums, step, manager):
         """Stops with one line when the logs since the last check or the weights are not finite; nothing
