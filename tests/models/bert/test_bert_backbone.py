@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from scipy.special import erf
+
 import zoo
 from tests.layers.policy_helpers import assert_policy_round_trip
 from zoo.models.bert import BertBackbone, BertPretrainer
@@ -26,7 +28,7 @@ def _inputs(batch=3, seq=12, vocab=50, seed=0):
 
 
 @pytest.mark.parametrize("name, expected", [
-    ("bert_tiny", 4_385_920), ("bert_base", 109_482_240), ("bert_large", 335_141_888),
+    ("bert_tiny", 4_385_920), ("bert_base", 109_482_240), ("bert_large", 335_141_888), ("kobert", 92_186_880),
 ])
 @pytest.mark.slow
 def test_preset_parameter_counts(name, expected):
@@ -42,6 +44,53 @@ def test_base_pretraining_model_parameter_count():
     assert model.count_params() == 110_106_428
     assert model.mlm_head.token_embedding is model.backbone.token_embedding  # tied decoder
     keras.backend.clear_session()
+
+
+def test_kobert_presets():
+    tiny = zoo.create_model("kobert_tiny")
+    # embeddings 8002·128 + 512·128 + 2·128 + 2·128, 2 layers of 198,272, pooler 128² + 128
+    assert tiny.count_params() == 1_503_360 == zoo.model_info("kobert_tiny").params
+    assert (tiny.vocabulary_size, tiny.activation, tiny.layer_norm_epsilon) == (8002, "gelu", 1e-12)
+    info = zoo.model_info("kobert")
+    assert info.params == 92_186_880 and info.code == "https://github.com/SKTBrain/KoBERT"
+    assert "[PAD] id 1" in info.description
+
+
+def test_activation_and_epsilon_options():
+    x = np.linspace(-4, 4, 81).astype("float32")
+    exact = BertBackbone(**TINY, activation="gelu", layer_norm_epsilon=1e-6)
+    np.testing.assert_allclose(np.asarray(exact.transformer_layers[0].activation(x)),
+                               0.5 * x * (1 + erf(x / np.sqrt(2))), atol=1e-6)
+    assert exact.transformer_layers[0].layer_norm_epsilon == exact.embeddings_layer_norm.epsilon == 1e-6
+    approximate = BertBackbone(**TINY)
+    assert approximate.activation == "gelu_approximate"
+    approximate.set_weights(exact.get_weights())
+    inputs = _inputs()
+    difference = np.abs(np.asarray(exact(inputs)["sequence_output"])
+                        - np.asarray(approximate(inputs)["sequence_output"]))
+    assert 0 < difference.max() < 1e-2
+    with pytest.raises(zoo.ZooError, match=r"activation 'relu' is not supported; use one of: gelu_approximate, gelu"):
+        BertBackbone(**TINY, activation="relu")
+
+
+def test_activation_in_config_and_old_configs_load():
+    model = BertBackbone(**TINY, activation="gelu", layer_norm_epsilon=1e-6)
+    config = model.get_config()
+    assert (config["activation"], config["layer_norm_epsilon"]) == ("gelu", 1e-6)
+    assert BertBackbone.from_config(config).get_config() == config
+    old = {k: v for k, v in config.items() if k not in ("activation", "layer_norm_epsilon")}
+    restored = BertBackbone.from_config(old)  # a config saved before the options existed
+    assert (restored.activation, restored.layer_norm_epsilon) == ("gelu_approximate", 1e-12)
+
+
+def test_pretrainer_head_follows_the_backbone_activation():
+    model = BertPretrainer(BertBackbone(**TINY, activation="gelu", layer_norm_epsilon=1e-6))
+    x = np.linspace(-3, 3, 13).astype("float32")
+    np.testing.assert_allclose(np.asarray(model.mlm_head.activation(x)), 0.5 * x * (1 + erf(x / np.sqrt(2))),
+                               atol=1e-6)
+    assert model.mlm_head.layer_norm_epsilon == 1e-6
+    clone = BertPretrainer.from_config(model.get_config())
+    assert clone.backbone.activation == "gelu" and clone.mlm_head.layer_norm_epsilon == 1e-6
 
 
 def test_registry_lists_and_rejects():

@@ -2,8 +2,19 @@
 
 import keras
 
+from zoo.errors import ZooError
 from zoo.layers import Configurable, PositionEmbedding, TransformerEncoder, truncated_normal_initializer
 from zoo.layers.activations import gelu_approximate
+
+# The feed-forward (and masked-LM transform) activations BERT checkpoints use, by the name a config keeps.
+ACTIVATIONS = {"gelu_approximate": gelu_approximate, "gelu": keras.activations.gelu}
+
+
+def bert_activation(name):
+    """The function for `activation` ("gelu_approximate": tanh approximation; "gelu": exact erf)."""
+    if name not in ACTIVATIONS:
+        raise ZooError(f"BERT activation {name!r} is not supported; use one of: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -12,8 +23,8 @@ class BertBackbone(Configurable, keras.Model):
 
     Inputs (dict of int32 [batch, seq]): `token_ids`, `segment_ids`, `padding_mask` (1 = real token).
     Outputs (dict): `sequence_output` [batch, seq, hidden], `pooled_output` [batch, hidden] (tanh dense on
-    the first token). GELU is the tanh approximation and layer norm epsilon 1e-12, as in the original;
-    weight names match keras-hub's `BertBackbone`.
+    the first token). By default GELU is the tanh approximation and layer norm epsilon 1e-12, as in the
+    original; weight names match keras-hub's `BertBackbone`.
 
     Args:
         vocabulary_size: WordPiece vocabulary size.
@@ -21,6 +32,9 @@ class BertBackbone(Configurable, keras.Model):
         dropout: hidden and attention-probability dropout (0.1).
         max_sequence_length: rows of the position table (512).
         num_segments: segment types (2).
+        activation: feed-forward GELU: "gelu_approximate" (tanh, google-research/bert, keras-hub) or "gelu"
+            (exact erf: Hugging Face `hidden_act: "gelu"`, KoBERT).
+        layer_norm_epsilon: epsilon of every layer norm (1e-12; Hugging Face `layer_norm_eps`).
         dtype: dtype policy of every layer (default: the global policy); kept in the config.
 
     Example:
@@ -31,7 +45,9 @@ class BertBackbone(Configurable, keras.Model):
     """
 
     def __init__(self, vocabulary_size, num_layers, num_heads, hidden_dim, intermediate_dim, dropout=0.1,
-                 max_sequence_length=512, num_segments=2, dtype=None, **kwargs):
+                 max_sequence_length=512, num_segments=2, activation="gelu_approximate", layer_norm_epsilon=1e-12,
+                 dtype=None, **kwargs):
+        activation_fn = bert_activation(activation)
         # === Layers ===
         self.token_embedding = keras.layers.ReversibleEmbedding(
             vocabulary_size, hidden_dim, embeddings_initializer=truncated_normal_initializer(), dtype=dtype,
@@ -42,12 +58,12 @@ class BertBackbone(Configurable, keras.Model):
             num_segments, hidden_dim, embeddings_initializer=truncated_normal_initializer(), dtype=dtype,
             name="segment_embedding")
         self.embeddings_layer_norm = keras.layers.LayerNormalization(
-            epsilon=1e-12, dtype=dtype, name="embeddings_layer_norm")
+            epsilon=layer_norm_epsilon, dtype=dtype, name="embeddings_layer_norm")
         self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
         self.transformer_layers = [
-            TransformerEncoder(num_heads, intermediate_dim, dropout=dropout, activation=gelu_approximate,
-                               layer_norm_epsilon=1e-12, kernel_initializer=truncated_normal_initializer(), dtype=dtype,
-                               name=f"transformer_layer_{i}")
+            TransformerEncoder(num_heads, intermediate_dim, dropout=dropout, activation=activation_fn,
+                               layer_norm_epsilon=layer_norm_epsilon, kernel_initializer=truncated_normal_initializer(),
+                               dtype=dtype, name=f"transformer_layer_{i}")
             for i in range(num_layers)
         ]
         self.pooled_dense = keras.layers.Dense(
@@ -81,3 +97,5 @@ class BertBackbone(Configurable, keras.Model):
         self.dropout = dropout
         self.max_sequence_length = max_sequence_length
         self.num_segments = num_segments
+        self.activation = activation
+        self.layer_norm_epsilon = layer_norm_epsilon

@@ -5,8 +5,7 @@ import tensorflow as tf
 from keras import ops
 
 from zoo.layers import Configurable, MaskedLMHead, truncated_normal_initializer
-from zoo.layers.activations import gelu_approximate
-from zoo.models.bert.bert_backbone import BertBackbone
+from zoo.models.bert.bert_backbone import BertBackbone, bert_activation
 from zoo.ops import apply_gradients, weighted_mean
 
 FEATURES = ("token_ids", "segment_ids", "padding_mask", "mask_positions")
@@ -18,7 +17,8 @@ class BertPretrainer(Configurable, keras.Model):
 
     Inputs: the backbone's three int32 [batch, seq] inputs plus `mask_positions` [batch, max_predictions].
     Outputs: `mlm_logits` [batch, max_predictions, vocab] and `nsp_logits` [batch, 2] (label 1 = random
-    next sentence, as in google-research/bert).
+    next sentence, as in google-research/bert and Hugging Face). The MLM transform uses the backbone's
+    `activation` and `layer_norm_epsilon`, as both do.
 
     `train_step` takes one batch dict with the inputs and `mask_ids`, `mask_weights`, `nsp_labels`. The MLM
     loss is the mean over real masked positions only (Σ loss·weight / Σ weight over the *global* batch),
@@ -41,7 +41,8 @@ class BertPretrainer(Configurable, keras.Model):
         # === Layers ===
         self.backbone = backbone
         self.mlm_head = MaskedLMHead(
-            backbone.token_embedding, activation=gelu_approximate, layer_norm_epsilon=1e-12,
+            backbone.token_embedding, activation=bert_activation(getattr(backbone, "activation", "gelu_approximate")),
+            layer_norm_epsilon=getattr(backbone, "layer_norm_epsilon", 1e-12),
             kernel_initializer=truncated_normal_initializer(), dtype=backbone.dtype_policy, name="mlm_head")
         self.nsp_head = keras.layers.Dense(
             2, kernel_initializer=truncated_normal_initializer(), dtype=backbone.dtype_policy, name="nsp_head")
