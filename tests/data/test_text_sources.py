@@ -1,4 +1,7 @@
-"""Corpus loading: text files, tensorflow-datasets (a tiny dataset prepared offline), the default corpus."""
+"""Corpus loading: text files, tensorflow-datasets (a tiny dataset prepared offline), the embedded corpora."""
+
+import re
+import unicodedata
 
 import pytest
 import tensorflow as tf
@@ -103,20 +106,77 @@ def test_default_corpus(tmp_path, monkeypatch):
     write(tmp_path / "1.txt", "Alpha one.\nAlpha two.\n\nBeta one.\n")
     write(tmp_path / "2.txt", "Gamma one.\n")
     write(tmp_path / "README.md", "not corpus text\n")
-    monkeypatch.setattr(text_sources, "default_corpus_dir", lambda: tmp_path)
+    monkeypatch.setattr(text_sources, "default_corpus_dir", lambda corpus="en": tmp_path)
     assert text_sources.load_documents() == [["Alpha one.", "Alpha two."], ["Beta one."], ["Gamma one."]]
     assert text_sources.load_documents(max_documents=1) == [["Alpha one.", "Alpha two."]]
 
 
 def test_default_corpus_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr(text_sources, "default_corpus_dir", lambda: tmp_path / "corpus")
-    with pytest.raises(ZooError, match="default corpus.*missing.*--input_files"):
+    monkeypatch.setattr(text_sources, "default_corpus_dir", lambda corpus="en": tmp_path / corpus)
+    with pytest.raises(ZooError, match="embedded 'en' corpus.*missing.*--input_files"):
         text_sources.load_documents()
+    with pytest.raises(ZooError, match=r"embedded 'ko' corpus \(zoo/data/corpus_ko/\*\.txt\) is missing"):
+        text_sources.load_documents(corpus="ko")
 
 
 def test_default_corpus_location():
     corpus = text_sources.default_corpus_dir()
     assert str(corpus).replace("\\", "/").endswith("zoo/data/corpus")
+    assert str(text_sources.default_corpus_dir("ko")).replace("\\", "/").endswith("zoo/data/corpus_ko")
+
+
+def test_corpus_argument_errors(tmp_path):
+    with pytest.raises(ZooError, match=r"unknown embedded corpus 'fr'.*\['en', 'ko'\].*--corpus"):
+        text_sources.load_documents(corpus="fr")
+    text = write(tmp_path / "a.txt", "One.\n")
+    with pytest.raises(ZooError, match="--corpus=ko names an embedded corpus"):
+        text_sources.load_documents(input_files=[text], corpus="ko")
+    assert text_sources.load_documents(input_files=[text], corpus="en") == [["One."]]
+    assert text_sources.load_documents(input_files=[text], corpus=None) == [["One."]]
+    assert text_sources.load_documents(corpus=None, max_documents=2) == text_sources.load_documents(max_documents=2)
+
+
+# An article heading of the Korean corpus, e.g. "제3조(경범죄의 종류)" or "제8조의2(범칙금의 납부)";
+# every other line is a sentence.
+_KO_HEADING = re.compile(r"^제\d+조(의\d+)?\(.+\)$")
+
+
+def _readme_counts(folder):
+    """The counts stated in a corpus README: its "Counts:" line, numbers in the order the README gives them."""
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    line = next(line for line in readme.splitlines() if "Counts:" in line).split("Counts:", 1)[1]
+    numbers = [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*", line)]
+    return dict(zip(["documents", "lines", "sentences", "headings", "characters", "bytes", "laws"], numbers))
+
+
+def test_korean_corpus_matches_readme_and_suits_bert():
+    folder = text_sources.default_corpus_dir("ko")
+    docs = text_sources.load_documents(corpus="ko")
+    files = sorted(f for f in folder.iterdir() if f.name.endswith(".txt"))
+    text = "".join(f.read_text(encoding="utf-8") for f in files)
+    lines = [line for doc in docs for line in doc]
+    headings = [line for line in lines if _KO_HEADING.match(line)]
+    counts = _readme_counts(folder)
+    assert counts["documents"] == len(docs) and counts["lines"] == len(lines)
+    assert counts["headings"] == len(headings) and counts["sentences"] == len(lines) - len(headings)
+    assert counts["characters"] == len(text) and counts["bytes"] == len(text.encode("utf-8"))
+    # The format of the English corpus: no blank line at either end of a file, one blank line between documents.
+    for f in files:
+        content = f.read_text(encoding="utf-8")
+        assert content.endswith("\n") and not content.endswith("\n\n") and not content.startswith("\n")
+        assert "\n\n\n" not in content and "\r" not in content
+    # Every document starts with an article heading and has at least two sentences (next-sentence prediction).
+    assert all(_KO_HEADING.match(doc[0]) for doc in docs)
+    assert min(sum(1 for line in doc if not _KO_HEADING.match(line)) for doc in docs) >= 2
+    # NFC text, mostly Hangul, no Markdown or HTML or links; statute sentences end in "다.".
+    assert unicodedata.normalize("NFC", text) == text
+    letters = [c for c in text if c.isalpha()]
+    hangul = [c for c in letters if "\uac00" <= c <= "\ud7a3"]
+    assert len(hangul) / len(letters) > 0.8
+    assert not re.search(r"[#*|\[\]<>`_~\\]|https?:|www\.|&[a-z]+;", text)
+    sentences = [line for line in lines if not _KO_HEADING.match(line)]
+    assert sum(s.endswith("다.") for s in sentences) / len(sentences) > 0.95
+    assert text_sources.load_documents(corpus="ko", max_documents=3) == docs[:3]
 
 
 def test_iter_documents_streams_lazily(tmp_path):

@@ -1,4 +1,4 @@
-"""Text corpora as documents of sentences: text files, tensorflow-datasets, or the embedded default corpus.
+"""Text corpora as documents of sentences: text files, tensorflow-datasets, or an embedded corpus (English or Korean).
 
 A document is a list of sentences (non-empty strings); BERT's next-sentence task pairs sentences within a
 document, so document boundaries matter.
@@ -8,6 +8,7 @@ Example:
 docs = load_documents(input_files=["corpus/*.txt"])          # one sentence per line, blank line = new document
 docs = load_documents(tfds_name="imdb_reviews", tfds_text_key="text", data_dir="~/tensorflow_datasets")
 docs = load_documents()                                       # the small corpus shipped in zoo/data/corpus/
+docs = load_documents(corpus="ko")                            # Korean statutes shipped in zoo/data/corpus_ko/
 for doc in iter_documents(input_files="wiki/*.txt"):          # the same documents, read lazily (bounded memory)
     ...
 ```
@@ -18,6 +19,9 @@ import re
 
 from zoo.errors import ZooError
 
+# The embedded corpora: name -> folder of `*.txt` files inside the `zoo.data` package (see each folder's README.md).
+EMBEDDED_CORPORA = {"en": "corpus", "ko": "corpus_ko"}
+
 # A sentence ends at ".", "!" or "?" (optionally followed by one closing quote or bracket) plus whitespace.
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"'\)\]])\s+")
 
@@ -25,7 +29,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[.!?][\"'\)\]])\s+")
 def load_documents(*args, **kwargs):
     """Returns the documents (lists of sentences) of one source, all in memory: `list(iter_documents(...))`.
 
-    With neither `input_files` nor `tfds_name`, the embedded default corpus is returned.
+    With neither `input_files` nor `tfds_name`, the embedded corpus `corpus` ("en" by default, or "ko").
     """
     return list(iter_documents(*args, **kwargs))
 
@@ -38,6 +42,7 @@ def iter_documents(
     data_dir=None,
     download=False,
     max_documents=None,
+    corpus="en",
 ):
     """The documents of one source, read lazily: a single-pass `DocumentStream`.
 
@@ -51,8 +56,11 @@ def iter_documents(
         data_dir: the tensorflow-datasets directory holding `tfds_name`.
         download: let tensorflow-datasets download `tfds_name` if it is not in `data_dir`.
         max_documents: keep at most this many (non-empty) documents.
+        corpus: which embedded corpus to read when neither `input_files` nor `tfds_name` is given: "en" (short
+            English encyclopedic articles, zoo/data/corpus/; None means "en") or "ko" (Korean statutes,
+            zoo/data/corpus_ko/).
 
-    With neither `input_files` nor `tfds_name`, the embedded default corpus. Arguments, globs and the dataset
+    With neither `input_files` nor `tfds_name`, the embedded corpus `corpus`. Arguments, globs and the dataset
     are checked at once; a file's content errors (not UTF-8, no text) are raised when the stream reaches it.
     Memory holds one document (and one 1 MiB block of a file) at a time.
     """
@@ -60,6 +68,11 @@ def iter_documents(
         raise ZooError(f"max_documents must be at least 1, got {max_documents}")
     if input_files and tfds_name:
         raise ZooError("give either --input_files or --tfds_name, not both")
+    corpus = "en" if corpus is None else corpus
+    if corpus not in EMBEDDED_CORPORA:
+        raise ZooError(f"unknown embedded corpus {corpus!r}; choose one of {sorted(EMBEDDED_CORPORA)} (--corpus)")
+    if corpus != "en" and (input_files or tfds_name):
+        raise ZooError(f"--corpus={corpus} names an embedded corpus; drop it, or drop --input_files/--tfds_name")
     if tfds_name:
         stream = DocumentStream(None)
         stream._documents = _tfds_documents(tfds_name, tfds_text_key, tfds_split, data_dir, download)
@@ -69,7 +82,7 @@ def iter_documents(
         stream._documents = _file_documents(paths, stream)
     else:
         stream = DocumentStream(None)
-        stream._documents = _default_documents()
+        stream._documents = _default_documents(corpus)
     stream._max_documents = max_documents
     return stream
 
@@ -120,9 +133,10 @@ def parse_documents(lines):
     return [d for d in documents if d]
 
 
-def default_corpus_dir():
-    """The embedded default corpus: the `corpus/*.txt` files shipped inside the `zoo.data` package."""
-    return importlib.resources.files("zoo.data").joinpath("corpus")
+def default_corpus_dir(corpus="en"):
+    """The folder of an embedded corpus ("en": `corpus/`, "ko": `corpus_ko/`): `*.txt` files shipped inside the
+    `zoo.data` package."""
+    return importlib.resources.files("zoo.data").joinpath(EMBEDDED_CORPORA[corpus])
 
 
 def resolve_files(files, flag="--input_files"):
@@ -216,13 +230,13 @@ def _tfds_texts(ds, name, split, text_key):
         raise ZooError(f"split {split!r} of dataset {name!r} has no text in feature {text_key!r} (--tfds_text_key)")
 
 
-def _default_documents():
-    corpus = default_corpus_dir()
-    files = [f for f in corpus.iterdir() if f.name.endswith(".txt")] if corpus.is_dir() else []
+def _default_documents(corpus="en"):
+    folder = default_corpus_dir(corpus)
+    files = [f for f in folder.iterdir() if f.name.endswith(".txt")] if folder.is_dir() else []
     files.sort(key=lambda f: f.name)
     missing = ZooError(
-        f"the embedded default corpus (zoo/data/corpus/*.txt) is missing or empty in this install ({corpus}); "
-        "reinstall zoo, or give --input_files or --tfds_name"
+        f"the embedded {corpus!r} corpus (zoo/data/{EMBEDDED_CORPORA[corpus]}/*.txt) is missing or empty in this "
+        f"install ({folder}); reinstall zoo, or give --input_files or --tfds_name"
     )
     if not files:
         raise missing
