@@ -6,22 +6,38 @@
         --eval_files='/data/b128/eval/*.tfrecord' --global_batch_size=256 --train_steps=1000000 \
         --warmup_steps=10000 --learning_rate=1e-4 --steps_per_loop=100 --eval_every=10000 --eval_steps=100 \
         --jit_compile --mixed_precision=mixed_bfloat16 --model_dir=gs://bucket/bert
+    python recipes/bert_pretrain.py --config=kobert_tiny          # Korean: SentencePiece, embedded Korean corpus
+    python recipes/bert_pretrain.py --config=kobert --init_checkpoint=kobert-safetensors/ --input_files=ko/*.txt
 
 Training always streams TFRecord shards. `--train_files` names shards made by recipes/bert_create_data.py (their
 vocab.txt is used unless --vocab_file is given). Without it, the documents (the corpus shipped in the package,
 or --input_files / --tfds_name) become shards in <model_dir>/data/ on the first run, with --eval_fraction of
-them held out, and a WordPiece vocabulary is trained on them (saved as <model_dir>/vocab.txt). The held-out
-masked-LM and next-sentence accuracies are evaluated every --eval_every steps and at the end. Stopped and
-started again with the same flags, a run resumes.
+them held out, and a vocabulary is trained on them (saved as <model_dir>/vocab.txt or spiece.model). The
+tokenizer follows --config: WordPiece (uncased) for BERT, SentencePiece in KoBERT's layout for kobert and
+kobert_tiny, whose default corpus is the embedded Korean one (--tokenizer and --corpus override). With
+--init_checkpoint the model's shape and weights come from a local Hugging Face or keras-hub BERT checkpoint,
+and its vocabulary from beside it (unless --vocab_file). The held-out masked-LM and next-sentence accuracies
+are evaluated every --eval_every steps and at the end. Stopped and started again with the same flags, a run
+resumes.
 """
 
 from zoo import flags as zoo_flags
-from zoo.flags import FREE, MODEL, Enum, Float, Int, List, String
+from zoo.flags import FREE, MODEL, Bool, Enum, Float, Int, List, String
+
+CONFIGS = ("tiny", "base", "large", "kobert", "kobert_tiny")
 
 SPEC = zoo_flags.declare(
     *zoo_flags.common(train_steps=600, global_batch_size=32, learning_rate=1e-3, model_dir="runs/bert_pretrain",
                       checkpoint_every=100, log_every=50),
-    Enum("config", "tiny", ("tiny", "base", "large"), "Model size: tiny, base or large (the bert_<config> preset)."),
+    Enum("config", "tiny", CONFIGS, "Model: tiny, base or large (the bert_<config> preset), or kobert / kobert_tiny "
+         "(KoBERT-base, or its L=2 H=128 shape; SentencePiece vocabulary, Korean corpus)."),
+    Enum("tokenizer", None, ("wordpiece", "sentencepiece"), "Vocabulary kind. Default: the config's (kobert: "
+         "sentencepiece, else wordpiece); a --vocab_file decides by its content."),
+    Enum("corpus", None, ("en", "ko"), "Embedded corpus used without --input_files/--tfds_name. Default: the "
+         "config's (kobert: ko, else en)."),
+    Bool("whole_word_mask", False, "Mask whole words (google-research/bert --do_whole_word_mask; off there too)."),
+    String("init_checkpoint", None, "Start from a local BERT checkpoint: a Hugging Face directory (config.json + "
+           "model.safetensors) or keras-hub BertBackbone weights; its shape replaces --config's."),
     Float("dropout", 0.1, "Hidden and attention dropout (0.1 in BERT).", role=MODEL, at_least=0, below=1),
     Int("seq_length", 128, "Tokens per example, [CLS] and [SEP]s included (at most 512, the position table).",
         at_least=8, at_most=512),
@@ -40,10 +56,10 @@ SPEC = zoo_flags.declare(
     Int("max_documents", None, "Use at most this many documents.", at_least=1),
     Float("eval_fraction", 0.1, "Fraction of the documents held out for evaluation (not with --train_files).",
           at_least=0, below=1),
-    String("vocab_file", None, "WordPiece vocabulary (one token per line). Default: the one beside --train_files, "
-           "or one trained on the data.", role=FREE),
-    Int("vocab_size", 8000, "Size of the vocabulary trained when there is none (a small corpus gives fewer).",
-        at_least=6),
+    String("vocab_file", None, "Vocabulary: WordPiece vocab.txt or a SentencePiece .model. Default: the one beside "
+           "--train_files or --init_checkpoint, or one trained on the data.", role=FREE),
+    Int("vocab_size", None, "Size of the vocabulary trained when there is none (a small corpus gives fewer). "
+        "Default: 8000 (WordPiece), 8002 (SentencePiece, KoBERT's).", at_least=6),
     Int("vocab_documents", 20000, "Documents (the first ones) a vocabulary is trained on.", at_least=1),
     Int("dupe_factor", 5, "Passes over the data with different masks, as in the original.", at_least=1),
     checks=[
@@ -56,6 +72,8 @@ SPEC = zoo_flags.declare(
         "not both",
         lambda hp: None if not (hp.train_files and (hp.input_files or hp.tfds_name)) else
         "--train_files are made already; drop --input_files/--tfds_name (recipes/bert_create_data.py reads those)",
+        lambda hp: None if not (hp.corpus and (hp.input_files or hp.tfds_name or hp.train_files)) else
+        "--corpus picks an embedded corpus; drop it with --input_files/--tfds_name/--train_files",
     ],
 )
 
@@ -69,40 +87,60 @@ def main(argv):
     import tensorflow as tf
 
     from zoo import create_model
-    from zoo.data import bert_shards, wordpiece
-    from zoo.models.bert import BertPretrainer
+    from zoo.data import bert_shards
+    from zoo.models.bert import BertBackbone, BertPretrainer, bert_checkpoints
     from zoo.models.bert.bert_serving import serving_endpoints
     from zoo.recipe_support import bert_data
     from zoo import recipe_support
     from zoo.training.export import export_saved_model
+    from zoo.errors import ZooError
     from zoo.training.schedules import LinearWarmupDecay
     from zoo.training.trainer import Trainer
 
     hp = SPEC.values()
     strategy, chief = recipe_support.setup(hp)
 
+    korean = hp.config.startswith("kobert")
+    tokenizer = hp.tokenizer or ("sentencepiece" if korean else "wordpiece")
     source = dict(input_files=hp.input_files, tfds_name=hp.tfds_name, tfds_text_key=hp.tfds_text_key,
                   tfds_split=hp.tfds_split, data_dir=hp.data_dir, download=hp.download, max_documents=hp.max_documents)
+    if (hp.corpus or ("ko" if korean else "en")) == "ko" and not (hp.input_files or hp.tfds_name):
+        source["corpus"] = "ko"
     vocabulary = bert_data.run_vocabulary(
-        hp.model_dir, vocab_file=hp.vocab_file, vocab_size=hp.vocab_size, train_files=hp.train_files,
-        source=source, vocab_documents=hp.vocab_documents)
+        hp.model_dir, vocab_file=hp.vocab_file, vocab_size=hp.vocab_size or bert_data.default_vocab_size(tokenizer),
+        train_files=hp.train_files, source=source, vocab_documents=hp.vocab_documents, tokenizer=tokenizer,
+        tokenizer_flag=hp.tokenizer, init_checkpoint=hp.init_checkpoint)
+    if hp.init_checkpoint:
+        expected = bert_checkpoints.backbone_config(hp.init_checkpoint)["vocabulary_size"]
+        if expected != len(vocabulary):
+            raise ZooError(f"--init_checkpoint={hp.init_checkpoint} has a vocabulary of {expected} (its config) but "
+                           f"the run's {vocabulary.kind} vocabulary has {len(vocabulary)}; pass the checkpoint's own "
+                           "vocabulary as --vocab_file")
     train_files, eval_files = bert_data.run_shards(
         hp.model_dir, vocabulary, source=source, train_files=hp.train_files, eval_files=hp.eval_files,
         seq_length=hp.seq_length, max_predictions=hp.max_predictions, dupe_factor=hp.dupe_factor, seed=hp.seed,
-        eval_fraction=hp.eval_fraction, verbose=chief, chief=chief)
+        eval_fraction=hp.eval_fraction, verbose=chief, chief=chief, whole_word_mask=hp.whole_word_mask)
     shape = dict(seq_length=hp.seq_length, max_predictions=hp.max_predictions)
     if chief:
         metadata = bert_data.shard_metadata(train_files) or {}
         examples = metadata.get("examples", {})
         counts = ", ".join(f"{n:,} {split} examples" for split, n in examples.items()) or f"{len(train_files)} files"
         baseline = bert_data.unigram_baseline(eval_files, **shape) if eval_files else None
-        print(f"{counts}, vocabulary {len(vocabulary)}, {strategy.num_replicas_in_sync} replica(s)"
+        print(f"{counts}, {vocabulary.kind} vocabulary {len(vocabulary)}, {strategy.num_replicas_in_sync} replica(s)"
               + (f"; unigram MLM accuracy baseline {baseline:.3f} (held out)" if baseline is not None else ""),
               flush=True)
 
     with strategy.scope():
-        backbone = create_model(f"bert_{hp.config}", **hp.model_args(vocabulary_size=len(vocabulary)))
+        model_args = hp.model_args(vocabulary_size=len(vocabulary))
+        if hp.init_checkpoint:
+            backbone = BertBackbone(**{**bert_checkpoints.backbone_config(hp.init_checkpoint), **model_args})
+        else:
+            backbone = create_model(hp.config if korean else f"bert_{hp.config}", **model_args)
         model = BertPretrainer(backbone, clip_norm=hp.clip_norm or None)
+        if hp.init_checkpoint:
+            summary = bert_checkpoints.load_bert_weights(model, hp.init_checkpoint, flag="--init_checkpoint")
+            if chief:
+                print(f"initialised from --init_checkpoint={hp.init_checkpoint}: {summary}", flush=True)
         schedule = LinearWarmupDecay(hp.learning_rate, hp.train_steps, warmup_steps=hp.warmup_steps)
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=hp.weight_decay, beta_1=0.9, beta_2=0.999,
                                            epsilon=1e-6)
@@ -116,14 +154,13 @@ def main(argv):
         return bert_shards.make_shard_dataset(eval_files, hp.global_batch_size, ctx, eval=True, flag="--eval_files",
                                               **shape)
 
-    config = hp.run_config(vocabulary_size=len(vocabulary), vocab_sha1=bert_shards.vocabulary_sha1(vocabulary))
+    config = hp.run_config(vocabulary_size=len(vocabulary), vocab_sha1=vocabulary.sha1)
     trainer = Trainer(model, strategy=strategy, model_dir=hp.model_dir, dataset_fn=dataset_fn, config=config,
                       eval_dataset_fn=eval_dataset_fn if eval_files else None, **hp.trainer_args())
-    own_vocab = os.path.join(hp.model_dir, "vocab.txt")
-    if not chief:  # other workers keep a private copy for their throw-away export
-        own_vocab = os.path.join(tempfile.mkdtemp(prefix="zoo-vocab-"), "vocab.txt")
+    own_dir = hp.model_dir if chief else tempfile.mkdtemp(prefix="zoo-vocab-")  # others: for a throw-away export
+    own_vocab = os.path.join(own_dir, vocabulary.file_name)
     if not tf.io.gfile.exists(own_vocab):  # an existing one is what config.json's vocab_sha1 checks against
-        wordpiece.write_vocabulary(vocabulary, own_vocab)
+        vocabulary.save(own_dir)
     logs = trainer.train()
     if chief and logs:
         parts = []
@@ -136,7 +173,7 @@ def main(argv):
         print("; ".join(parts), flush=True)
     if hp.export_dir:
         path = export_saved_model(hp.export_dir, backbone, serving_endpoints(backbone),
-                                  assets={"vocab.txt": own_vocab}, strategy=strategy)
+                                  assets={vocabulary.file_name: own_vocab}, strategy=strategy)
         if chief:
             print(f"exported {path}", flush=True)
 

@@ -330,3 +330,32 @@ def test_compiled_tokenizer_matches_eager_calls():
     eager = bert_pretraining.tokenize_documents(docs, tokenizer, batch_size=10**6)
     assert compiled == eager and len(eager) == 8 and all(len(s) for d in eager for s in d)
     assert eager[6][0][-3:] == [WORD_VOCAB.index("w1"), WORD_VOCAB.index("w2"), WORD_VOCAB.index("w3")]
+
+
+def _old_mask_tokens(tokens, masked_lm_prob, max_predictions, vocab_size, ids, rng):
+    """The masking before whole-word masking existed, kept verbatim as the reference of its draws."""
+    candidates = [i for i, t in enumerate(tokens) if t != ids["cls"] and t != ids["sep"]]
+    rng.shuffle(candidates)
+    count = min(max_predictions, max(1, int(round(len(tokens) * masked_lm_prob))))
+    output = list(tokens)
+    chosen = sorted(candidates[:count])
+    for index in candidates[:count]:
+        if rng.random() < 0.8:
+            output[index] = ids["mask"]
+        elif rng.random() < 0.5:
+            pass
+        else:
+            output[index] = rng.randint(0, vocab_size - 1)
+    return output, chosen, [tokens[i] for i in chosen]
+
+
+def test_without_whole_words_the_draws_are_unchanged():
+    ids = {"pad": 0, "cls": 1, "sep": 2, "unk": 3, "mask": 4}
+    for seed in range(200):
+        rng = random.Random(seed)
+        n = rng.randint(3, 60)
+        tokens = [1] + [rng.randint(3, 99) for _ in range(n)] + [2]
+        args = (tokens, 0.15, rng.choice([1, 5, 20]), 100, ids)
+        a, b = random.Random(seed), random.Random(seed)
+        assert bert_pretraining._mask_tokens(*args, a) == _old_mask_tokens(*args, b)
+        assert a.random() == b.random()  # the same number of draws

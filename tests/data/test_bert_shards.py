@@ -259,3 +259,34 @@ def test_two_workers_write_what_one_writes(tmp_path):
     assert one["chunks"]["train"] > 8 and one == two
     for name in one["shards"]:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+KOREAN = ["대한민국은 민주공화국이다.", "모든 국민은 법 앞에 평등하다.", "국가는 국민의 기본적 인권을 보장한다.",
+          "근로자는 단결권을 가진다.", "이 법은 공포한 날부터 시행한다."]
+
+
+def korean_docs(num_docs=30, seed=0):
+    rng = random.Random(seed)
+    return [[rng.choice(KOREAN) for _ in range(rng.randint(2, 6))] for _ in range(num_docs)]
+
+
+def test_sentencepiece_shards_with_whole_words(tmp_path):
+    """A SentencePiece vocabulary goes through the same writer: spiece.model beside the shards, its kind and
+    sha1 in metadata.json, whole-word masking recorded, the examples those of create_examples."""
+    from zoo.data.bert_vocabulary import load_bert_vocabulary, train_sentencepiece_vocabulary
+
+    vocabulary = train_sentencepiece_vocabulary([KOREAN] * 3, 90)
+    docs = korean_docs()
+    expected = bert_pretraining.create_examples(docs, vocabulary, SEQ, PRED, dupe_factor=2, seed=3,
+                                                whole_word_mask=True)
+    metadata = bert_shards.write_pretraining_shards(iter(docs), vocabulary, str(tmp_path), dupe_factor=2, seed=3,
+                                                    whole_word_mask=True, **SETTINGS)
+    assert (metadata["vocab_kind"], metadata["vocab_file"], metadata["whole_word_mask"]) == \
+        ("sentencepiece", "spiece.model", True)
+    assert metadata["vocab_sha1"] == vocabulary.sha1 and metadata["vocab_size"] == len(vocabulary)
+    assert load_bert_vocabulary(str(tmp_path / "spiece.model")).proto == vocabulary.proto
+    files = bert_shards.check_shards(str(tmp_path / "*.tfrecord"), vocab_sha1=vocabulary.sha1, seq_length=SEQ,
+                                     max_predictions=PRED)
+    assert_same(read_all(files), expected)
+    one_line_error(r"another vocabulary .* pass --vocab_file=.*spiece\.model", bert_shards.check_shards,
+                   str(tmp_path / "*.tfrecord"), vocab_sha1=SHA1, seq_length=SEQ, max_predictions=PRED)

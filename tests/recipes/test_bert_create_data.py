@@ -78,3 +78,28 @@ def test_errors_are_one_line(corpus, tmp_path):
     assert_one_line_error(run_recipe("bert_create_data.py", f"--input_files={base / 'a.txt'}",
                                      f"--vocab_file={vocab}", f"--output_dir={tmp_path / 'o'}", "--num_shards=0"),
                           "--num_shards=0 must be at least 1")
+    assert_one_line_error(run_recipe("bert_create_data.py", f"--input_files={base / 'a.txt'}", "--corpus=ko",
+                                     f"--output_dir={tmp_path / 'o'}"), "--corpus=ko picks an embedded corpus")
+
+
+def test_korean_corpus_sentencepiece_and_whole_words(tmp_path):
+    """--corpus=ko --tokenizer=sentencepiece: KoBERT's vocabulary layout trained on the embedded Korean corpus,
+    spiece.model beside the shards, the examples create_examples makes with whole-word masking."""
+    from zoo.data.bert_vocabulary import load_bert_vocabulary
+
+    out = tmp_path / "out"
+    result = run_recipe("bert_create_data.py", "--corpus=ko", "--tokenizer=sentencepiece", "--vocab_size=500",
+                        "--max_documents=30", "--whole_word_mask", f"--output_dir={out}", "--num_shards=1", *SMALL)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sentencepiece vocabulary" in result.stdout and "--vocab_file=" + str(out / "spiece.model") in result.stdout
+    assert files(out) == ["metadata.json", "spiece.model", "train-00000-of-00001.tfrecord"]
+    vocabulary = load_bert_vocabulary(str(out / "spiece.model"))
+    assert vocabulary.tokens[:5] == ["[UNK]", "[PAD]", "[CLS]", "[SEP]", "[MASK]"] and len(vocabulary) <= 500
+    documents = text_sources.load_documents(corpus="ko", max_documents=30)
+    expected = bert_pretraining.create_examples(documents, vocabulary, 32, 5, dupe_factor=2, seed=7,
+                                                whole_word_mask=True)
+    pattern = str(out / "*.tfrecord")
+    bert_shards.check_shards(pattern, vocab_sha1=vocabulary.sha1, seq_length=32, max_predictions=5)
+    ds = bert_shards.make_shard_dataset(pattern, 10**4, seq_length=32, max_predictions=5, eval=True)
+    got = {k: v.numpy() for k, v in next(iter(ds)).items()}
+    assert all(np.array_equal(got[k], expected[k]) for k in expected)

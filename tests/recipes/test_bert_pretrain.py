@@ -118,7 +118,9 @@ def test_resumes_after_sigkill(tmp_path, first_run):
 
 @pytest.mark.parametrize("flags, fragments", [
     (["--strategy=horovod"], ["unknown --strategy='horovod'"]),
-    (["--config=huge"], ["unknown --config='huge'", "tiny, base, large"]),
+    (["--config=huge"], ["unknown --config='huge'", "tiny, base, large, kobert, kobert_tiny"]),
+    (["--tokenizer=bpe"], ["unknown --tokenizer='bpe'", "wordpiece, sentencepiece"]),
+    (["--corpus=ko", "--input_files=a.txt"], ["--corpus picks an embedded corpus"]),
     (["--learning_rate=nan"], ["--learning_rate=nan must be a finite number"]),
     (["--dropout=1"], ["--dropout=1 must be at least 0 and below 1"]),
     (["--train_steps=0"], ["--train_steps=0 must be at least 1"]),
@@ -210,4 +212,77 @@ def test_shipped_default_vocabulary_is_the_trained_one():
     assert len(shipped) == 946
     assert bert_data.train_default_vocabulary() == shipped
     assert bert_data.run_vocabulary("/nonexistent/model_dir", vocab_file=None, vocab_size=8000, train_files=None,
-                                    source={}, vocab_documents=20000) == shipped
+                                    source={}, vocab_documents=20000).tokens == shipped
+
+
+# === KoBERT: SentencePiece vocabulary, the embedded Korean corpus, a local checkpoint ===
+
+KOREAN = ["--config=kobert_tiny", "--max_documents=40", "--dupe_factor=1", "--seq_length=64", "--max_predictions=10",
+          "--warmup_steps=2", "--global_batch_size=8", "--vocab_size=600", "--whole_word_mask"]
+
+
+@pytest.fixture(scope="module")
+def korean_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("kobert")
+    result = run(f"--model_dir={base / 'model'}", f"--export_dir={base / 'export'}", "--train_steps=4",
+                 "--eval_every=4", *KOREAN)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return base, result.stdout
+
+
+def test_kobert_tiny_trains_on_korean_with_sentencepiece(korean_run):
+    import json
+
+    from zoo.data.bert_vocabulary import load_bert_vocabulary
+
+    base, stdout = korean_run
+    model_dir = base / "model"
+    assert "sentencepiece vocabulary" in stdout and "held out: MLM accuracy" in stdout
+    vocabulary = load_bert_vocabulary(str(model_dir / "spiece.model"))
+    assert vocabulary.special_ids == {"unk": 0, "pad": 1, "cls": 2, "sep": 3, "mask": 4}
+    assert not os.path.exists(model_dir / "vocab.txt")
+    assert json.loads((model_dir / "config.json").read_text())["vocab_sha1"] == vocabulary.sha1
+    metadata = json.loads((model_dir / "data" / "metadata.json").read_text())
+    assert metadata["vocab_kind"] == "sentencepiece" and metadata["whole_word_mask"] is True
+    assert "embedded ko corpus" in metadata["source"]
+    assert (base / "export" / "1" / "assets" / "spiece.model").read_bytes() == vocabulary.proto
+    reader = tf.train.load_checkpoint(str(model_dir))
+    embedding = [n for n, _ in tf.train.list_variables(str(model_dir)) if "token_embedding" in n]
+    assert reader.get_tensor(embedding[0]).shape == (len(vocabulary), 128)
+
+
+def _hf_checkpoint(directory, vocabulary, vocab_size):
+    from tests.models.bert.test_bert_checkpoints import hf_tensors, write_hf
+
+    config = dict(vocab_size=vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=512, max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu",
+                  layer_norm_eps=1e-12, pad_token_id=1)
+    tensors = hf_tensors(config)
+    write_hf(directory, config, tensors)
+    vocabulary.save(str(directory))
+    return tensors
+
+
+def test_init_checkpoint_with_its_sentencepiece_vocabulary(korean_run, tmp_path):
+    from zoo.data.bert_vocabulary import load_bert_vocabulary
+
+    vocabulary = load_bert_vocabulary(str(korean_run[0] / "model" / "spiece.model"))
+    tensors = _hf_checkpoint(tmp_path / "hf", vocabulary, len(vocabulary))
+    model_dir = tmp_path / "m"
+    result = run(f"--model_dir={model_dir}", f"--init_checkpoint={tmp_path / 'hf'}", "--train_steps=1",
+                 "--learning_rate=1e-9", "--export_dir=", "--dropout=0", *KOREAN, "--warmup_steps=0")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "initialised from --init_checkpoint" in result.stdout
+    assert (model_dir / "spiece.model").read_bytes() == vocabulary.proto  # the vocabulary beside the checkpoint
+    reader = tf.train.load_checkpoint(str(model_dir))
+    name = next(n for n, _ in tf.train.list_variables(str(model_dir)) if "token_embedding" in n
+                and "optimizer" not in n)
+    np.testing.assert_allclose(reader.get_tensor(name), tensors["bert.embeddings.word_embeddings.weight"],
+                               atol=1e-5)
+
+    _hf_checkpoint(tmp_path / "other", vocabulary, len(vocabulary) + 3)
+    assert_one_line_error(run(f"--model_dir={tmp_path / 'm2'}", f"--init_checkpoint={tmp_path / 'other'}",
+                              *KOREAN), "--init_checkpoint", f"vocabulary of {len(vocabulary) + 3}",
+                          f"has {len(vocabulary)}", "--vocab_file")
+    assert_one_line_error(run(f"--model_dir={tmp_path / 'm3'}", f"--vocab_file={tmp_path / 'hf' / 'spiece.model'}",
+                              "--tokenizer=wordpiece", *KOREAN), "--tokenizer=wordpiece", "sentencepiece")

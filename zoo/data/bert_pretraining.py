@@ -8,11 +8,17 @@ becomes [MASK] with probability 0.8, else stays unchanged or becomes a random vo
 probability 0.5 each. The random draws follow the original's order (a `random.Random(seed)` used call for
 call as the original uses it), so the same tokens and seed give the same examples.
 
+With `whole_word_mask` (the original's `--do_whole_word_mask`, off by default there and here) the candidates
+are whole words: a piece that does not start a word (WordPiece `##x`; SentencePiece: no leading "▁") joins the
+candidate before it; the words are shuffled and taken in turn, a word skipped when it would take the count
+past `num_to_predict`, so exactly as many pieces as without it are predicted at most. Without it every
+candidate is one piece and the draws are the same as before.
+
 Example:
 ```python
 documents = text_sources.load_documents()
-vocabulary = wordpiece.train_vocabulary(documents, 8000, "/tmp/vocab.txt")
-examples = create_examples(documents, vocabulary, seq_length=128, max_predictions=20)
+vocabulary = wordpiece.train_vocabulary(documents, 8000, "/tmp/vocab.txt")   # or a BertVocabulary
+examples = create_examples(documents, vocabulary, seq_length=128, max_predictions=20, whole_word_mask=True)
 dataset = make_dataset(examples, global_batch_size=32)
 batch = next(iter(dataset))   # dict of the 7 FEATURES, first dimension 32
 ```
@@ -24,7 +30,7 @@ import weakref
 
 import numpy as np
 
-from zoo.data import wordpiece
+from zoo.data import bert_vocabulary
 from zoo.data.distribute import per_replica_batch_size
 from zoo.errors import ZooError
 
@@ -46,12 +52,14 @@ def create_examples(
     masked_lm_prob=0.15,
     seed=12345,
     tokenize_batch_size=4096,
+    whole_word_mask=False,
 ):
     """Makes static-shape pretraining examples from documents of sentences.
 
     Args:
         documents: list of documents, each a list of sentence strings (see `zoo.data.text_sources`).
-        tokenizer_or_vocab: a keras-hub `WordPieceTokenizer`, a vocabulary (list of tokens) or a vocabulary path.
+        tokenizer_or_vocab: a `BertVocabulary` (WordPiece or SentencePiece), a keras-hub `WordPieceTokenizer`,
+            a WordPiece vocabulary (list of tokens) or a vocabulary path (vocab.txt or .model).
         seq_length: tokens per example, including [CLS] and the two [SEP].
         max_predictions: masked positions per example (padded with weight 0).
         dupe_factor: passes over the corpus, each with different pairs and masks.
@@ -59,6 +67,7 @@ def create_examples(
         masked_lm_prob: fraction of tokens to predict.
         seed: seed of the one random generator that makes every choice.
         tokenize_batch_size: sentences per tokenizer call.
+        whole_word_mask: mask whole words (see the module docstring).
 
     Returns:
         A dict of numpy arrays, N examples: `token_ids`, `segment_ids`, `padding_mask` (1 = real token)
@@ -67,7 +76,7 @@ def create_examples(
     """
     check_arguments(seq_length, max_predictions, dupe_factor, short_seq_prob, masked_lm_prob)
     tokenizer, vocabulary = tokenizer_and_vocabulary(tokenizer_or_vocab)
-    ids = wordpiece.special_ids(vocabulary)
+    ids = vocabulary.special_ids
     all_documents = tokenize_documents(documents, tokenizer, tokenize_batch_size)
     if len(all_documents) < 2:
         raise ZooError(
@@ -77,18 +86,19 @@ def create_examples(
     instances = create_instances(
         all_documents, random.Random(seed), len(vocabulary), ids, seq_length=seq_length,
         max_predictions=max_predictions, dupe_factor=dupe_factor, short_seq_prob=short_seq_prob,
-        masked_lm_prob=masked_lm_prob,
+        masked_lm_prob=masked_lm_prob, word_starts=vocabulary.word_starts if whole_word_mask else None,
     )
     return _to_arrays(instances, seq_length, max_predictions, ids["pad"])
 
 
 def create_instances(all_documents, rng, vocab_size, ids, *, seq_length, max_predictions, dupe_factor,
-                     short_seq_prob, masked_lm_prob, convert=None):
+                     short_seq_prob, masked_lm_prob, convert=None, word_starts=None):
     """The original's example loop over tokenised documents, every random draw taken from `rng` in its order.
 
     Shuffles `all_documents` (in place), makes `dupe_factor` passes of sentence-pair instances over them and
     shuffles the result. `convert(instance)`, when given, turns each instance into what is kept (e.g. a
     serialised record) as soon as it is made; it draws nothing, so the draws do not depend on it.
+    `word_starts` (bool [vocab_size], `BertVocabulary.word_starts`) turns on whole-word masking.
     `create_examples` and the TFRecord writer (`zoo.data.bert_shards`) both make their examples here.
     """
     rng.shuffle(all_documents)
@@ -97,7 +107,7 @@ def create_instances(all_documents, rng, vocab_size, ids, *, seq_length, max_pre
         for document_index in range(len(all_documents)):
             made = _document_instances(
                 all_documents, document_index, seq_length, short_seq_prob, masked_lm_prob, max_predictions,
-                vocab_size, ids, rng,
+                vocab_size, ids, rng, word_starts,
             )
             instances.extend(map(convert, made) if convert else made)
     rng.shuffle(instances)
@@ -207,7 +217,7 @@ def unigram_baseline(examples):
 
 
 def _document_instances(all_documents, document_index, seq_length, short_seq_prob, masked_lm_prob,
-                        max_predictions, vocab_size, ids, rng):
+                        max_predictions, vocab_size, ids, rng, word_starts=None):
     """Sentence-pair instances from one document, as the original's `create_instances_from_document`."""
     document = all_documents[document_index]
     max_num_tokens = seq_length - 3  # room for [CLS], [SEP], [SEP]
@@ -244,7 +254,8 @@ def _document_instances(all_documents, document_index, seq_length, short_seq_pro
                 tokens_b = [t for sentence in chunk[a_end:] for t in sentence]
             _truncate_pair(tokens_a, tokens_b, max_num_tokens, rng)
             tokens = [ids["cls"], *tokens_a, ids["sep"], *tokens_b, ids["sep"]]
-            tokens, positions, labels = _mask_tokens(tokens, masked_lm_prob, max_predictions, vocab_size, ids, rng)
+            tokens, positions, labels = _mask_tokens(tokens, masked_lm_prob, max_predictions, vocab_size, ids, rng,
+                                                     word_starts)
             instances.append(_Instance(tokens, len(tokens_a) + 2, is_random_next, positions, labels))
             chunk, chunk_length = [], 0
         i += 1
@@ -261,20 +272,34 @@ def _truncate_pair(tokens_a, tokens_b, max_num_tokens, rng):
             longer.pop()
 
 
-def _mask_tokens(tokens, masked_lm_prob, max_predictions, vocab_size, ids, rng):
-    """Chooses positions to predict and corrupts them 80% [MASK] / 10% unchanged / 10% random token."""
-    candidates = [i for i, t in enumerate(tokens) if t != ids["cls"] and t != ids["sep"]]
-    rng.shuffle(candidates)
-    count = min(max_predictions, max(1, int(round(len(tokens) * masked_lm_prob))))
-    output = list(tokens)
-    chosen = sorted(candidates[:count])
-    for index in candidates[:count]:
-        if rng.random() < 0.8:
-            output[index] = ids["mask"]
-        elif rng.random() < 0.5:
-            pass  # keep the original token
+def _mask_tokens(tokens, masked_lm_prob, max_predictions, vocab_size, ids, rng, word_starts=None):
+    """Chooses positions to predict and corrupts them 80% [MASK] / 10% unchanged / 10% random token, as the
+    original's `create_masked_lm_predictions` (whole words when `word_starts` is given)."""
+    groups = []
+    for i, t in enumerate(tokens):
+        if t == ids["cls"] or t == ids["sep"]:
+            continue
+        if word_starts is not None and groups and not word_starts[t]:
+            groups[-1].append(i)  # continues the word before it
         else:
-            output[index] = rng.randint(0, vocab_size - 1)  # any vocabulary entry, as the original
+            groups.append([i])
+    rng.shuffle(groups)
+    count = min(max_predictions, max(1, int(round(len(tokens) * masked_lm_prob))))
+    output, chosen = list(tokens), []
+    for group in groups:
+        if len(chosen) >= count:
+            break
+        if len(chosen) + len(group) > count:
+            continue  # the whole word would not fit
+        for index in group:
+            chosen.append(index)
+            if rng.random() < 0.8:
+                output[index] = ids["mask"]
+            elif rng.random() < 0.5:
+                pass  # keep the original token
+            else:
+                output[index] = rng.randint(0, vocab_size - 1)  # any vocabulary entry, as the original
+    chosen.sort()
     return output, chosen, [tokens[i] for i in chosen]
 
 
@@ -290,12 +315,13 @@ def _to_arrays(instances, seq_length, max_predictions, pad_id):
 
 
 def tokenizer_and_vocabulary(tokenizer_or_vocab):
-    if hasattr(tokenizer_or_vocab, "get_vocabulary"):
+    """`(tokenizer, BertVocabulary)` of what `create_examples` accepts."""
+    if hasattr(tokenizer_or_vocab, "get_vocabulary"):  # a keras-hub WordPiece tokenizer
         if getattr(tokenizer_or_vocab, "sequence_length", None):
             raise ZooError("give create_examples a tokenizer without sequence_length (it packs sentences itself)")
-        return tokenizer_or_vocab, list(tokenizer_or_vocab.get_vocabulary())
-    tokenizer = wordpiece.make_tokenizer(tokenizer_or_vocab)
-    return tokenizer, list(tokenizer.get_vocabulary())
+        return tokenizer_or_vocab, bert_vocabulary.BertVocabulary.from_wordpiece(tokenizer_or_vocab.get_vocabulary())
+    vocabulary = bert_vocabulary.as_vocabulary(tokenizer_or_vocab)
+    return vocabulary.tokenizer, vocabulary
 
 
 def check_arguments(seq_length, max_predictions, dupe_factor, short_seq_prob, masked_lm_prob):

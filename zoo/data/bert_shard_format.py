@@ -7,12 +7,13 @@ Model Garden's readers. An output directory holds
 
     train-00000-of-00004.tfrecord ...      training shards (`--train_files='<dir>/*.tfrecord'`)
     eval/eval-00000-of-00001.tfrecord      held-out shards, when an eval split was asked for
-    vocab.txt                              the vocabulary the token ids refer to
+    vocab.txt or spiece.model              the vocabulary the token ids refer to (WordPiece or SentencePiece)
     metadata.json                          written last: its presence means the output is complete
 
 Records are serialised deterministically (feature map keys sorted), so the same examples give the same bytes
-in any process. `metadata.json` records the format version, the vocabulary's sha1 and size, every example-making setting and,
-per shard, its example count and byte size (a shorter file is a truncated one).
+in any process. `metadata.json` records the format version, the vocabulary's sha1, size, kind and file name
+(`vocab_kind`, `vocab_file`; absent in older outputs, which are WordPiece `vocab.txt`), every example-making
+setting and, per shard, its example count and byte size (a shorter file is a truncated one).
 """
 
 import hashlib
@@ -39,8 +40,16 @@ RECORD_NAMES = {
 
 
 def vocabulary_sha1(vocabulary):
-    """The sha1 of a vocabulary (list of tokens) as recipes record it in `config.json` and `metadata.json`."""
+    """The sha1 of a vocabulary as recipes record it in `config.json` and `metadata.json`: a `BertVocabulary`'s
+    `sha1`, or for a WordPiece token list the sha1 of its tokens joined by newlines (the same value)."""
+    if hasattr(vocabulary, "sha1"):
+        return vocabulary.sha1
     return hashlib.sha1("\n".join(vocabulary).encode("utf-8")).hexdigest()
+
+
+def vocabulary_file(metadata):
+    """The vocabulary file name beside shards of this `metadata.json` (older outputs: vocab.txt)."""
+    return metadata.get("vocab_file", "vocab.txt")
 
 
 def shard_name(split, index, count):

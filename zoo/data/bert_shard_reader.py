@@ -153,7 +153,8 @@ def _check_settings(metadata, root, flag, vocab_sha1, seq_length, max_prediction
     if vocab_sha1 is not None and metadata.get("vocab_sha1") != vocab_sha1:
         raise ZooError(
             f"{flag}: the shards in {root} were made with another vocabulary (sha1 {metadata.get('vocab_sha1')}, "
-            f"this run's is {vocab_sha1}); pass --vocab_file={os.path.join(root, 'vocab.txt')} or recreate them"
+            f"this run's is {vocab_sha1}); pass --vocab_file={os.path.join(root, fmt.vocabulary_file(metadata))} "
+            "or recreate them"
         )
     for name, value in (("seq_length", seq_length), ("max_predictions", max_predictions)):
         if metadata.get(name) != value:

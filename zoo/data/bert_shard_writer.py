@@ -23,7 +23,7 @@ killed run never leaves an output that looks complete (see `zoo.data.bert_shard_
 Example:
 ```python
 from zoo.data import bert_shards, text_sources, wordpiece
-vocab = wordpiece.load_vocabulary("vocab.txt")
+vocab = bert_vocabulary.load_bert_vocabulary("vocab.txt")   # or a SentencePiece spiece.model
 meta = bert_shards.write_pretraining_shards(
     text_sources.iter_documents(input_files="wiki/*.txt"), vocab, "/data/bert128",
     seq_length=128, max_predictions=20, dupe_factor=5, seed=0, num_shards=64, num_workers=4, eval_fraction=0.01)
@@ -40,7 +40,7 @@ import re
 import sys
 import time
 
-from zoo.data import bert_pretraining, text_sources, wordpiece
+from zoo.data import bert_pretraining, bert_vocabulary, text_sources
 from zoo.data import bert_shard_format as fmt
 from zoo.errors import ZooError
 
@@ -51,13 +51,14 @@ def write_pretraining_shards(documents_or_sources, vocabulary, output_dir, *, se
                              dupe_factor=5, seed=12345, num_shards=1, num_workers=1, eval_fraction=0.0,
                              num_eval_shards=1, eval_dupe_factor=1, short_seq_prob=0.1, masked_lm_prob=0.15,
                              chunk_bytes=4 << 20, tokenize_batch_size=4096, source=None, overwrite=False,
-                             verbose=True):
+                             verbose=True, whole_word_mask=False):
     """Writes pretraining examples of a document stream to TFRecord shards in `output_dir`; returns the metadata.
 
     Args:
         documents_or_sources: an iterable of documents (lists of sentence strings; e.g. a
             `text_sources.iter_documents(...)` stream, read once, lazily) or a dict of `iter_documents` arguments.
-        vocabulary: a list of tokens or a vocabulary file; it is also written to `<output_dir>/vocab.txt`.
+        vocabulary: a `BertVocabulary`, a WordPiece token list or a vocabulary file (vocab.txt or .model); it is
+            also written to `<output_dir>/vocab.txt` (WordPiece) or `<output_dir>/spiece.model` (SentencePiece).
         seq_length, max_predictions, dupe_factor, short_seq_prob, masked_lm_prob: as `create_examples`.
         seed: the seed of the chunks' random generators (see the module docstring).
         num_shards: training shards; examples are dealt round-robin over them.
@@ -69,6 +70,7 @@ def write_pretraining_shards(documents_or_sources, vocabulary, output_dir, *, se
         source: a description of the documents for `metadata.json` (default: the dict of source arguments).
         overwrite: replace a complete output; otherwise one is refused.
         verbose: print a progress line to stderr.
+        whole_word_mask: mask whole words (`bert_pretraining`'s module docstring).
 
     Returns:
         The dict written to `metadata.json`: settings, vocabulary sha1, per-split document and example counts,
@@ -76,17 +78,15 @@ def write_pretraining_shards(documents_or_sources, vocabulary, output_dir, *, se
     """
     bert_pretraining.check_arguments(seq_length, max_predictions, dupe_factor, short_seq_prob, masked_lm_prob)
     _check_writer_arguments(num_shards, num_workers, eval_fraction, num_eval_shards, eval_dupe_factor, chunk_bytes)
-    if isinstance(vocabulary, (str, os.PathLike)):
-        vocabulary = wordpiece.load_vocabulary(os.fspath(vocabulary))
-    vocabulary = list(vocabulary)
-    wordpiece.check_vocabulary(vocabulary)
+    vocabulary = bert_vocabulary.as_vocabulary(vocabulary)
     stream = documents_or_sources
     if isinstance(documents_or_sources, dict):
         stream = text_sources.iter_documents(**documents_or_sources)
         source = source or json.dumps(documents_or_sources, sort_keys=True, default=str)
     _prepare_output_dir(output_dir, overwrite)
     params = dict(seq_length=seq_length, max_predictions=max_predictions, short_seq_prob=short_seq_prob,
-                  masked_lm_prob=masked_lm_prob, tokenize_batch_size=tokenize_batch_size)
+                  masked_lm_prob=masked_lm_prob, tokenize_batch_size=tokenize_batch_size,
+                  whole_word_mask=bool(whole_word_mask))
     counts = {"train": num_shards, "eval": num_eval_shards if eval_fraction > 0 else 0}
     shards = {split: _ShardSet(output_dir, split, n) for split, n in counts.items() if n}
     progress = _Progress(stream, verbose)
@@ -103,10 +103,11 @@ def write_pretraining_shards(documents_or_sources, vocabulary, output_dir, *, se
             shard_set.abort()
         raise
     progress.done(totals)
-    wordpiece.write_vocabulary(vocabulary, os.path.join(output_dir, "vocab.txt"))
+    vocabulary.save(output_dir)
     metadata = {
         "format": "zoo-bert-pretraining-shards", "format_version": fmt.FORMAT_VERSION,
-        "vocab_sha1": fmt.vocabulary_sha1(vocabulary), "vocab_size": len(vocabulary),
+        "vocab_sha1": vocabulary.sha1, "vocab_size": len(vocabulary), "vocab_kind": vocabulary.kind,
+        "vocab_file": vocabulary.file_name, "whole_word_mask": bool(whole_word_mask),
         "seq_length": seq_length, "max_predictions": max_predictions, "dupe_factor": dupe_factor,
         "eval_dupe_factor": eval_dupe_factor, "short_seq_prob": short_seq_prob, "masked_lm_prob": masked_lm_prob,
         "seed": seed, "chunk_bytes": chunk_bytes, "eval_fraction": eval_fraction, "source": source,
@@ -125,9 +126,10 @@ class _ChunkMaker:
     """Turns one chunk of documents into serialised examples (in a worker process, or in this one)."""
 
     def __init__(self, vocabulary, params):
-        self.tokenizer = wordpiece.make_tokenizer(vocabulary)
+        self.tokenizer = vocabulary.tokenizer
         self.vocab_size = len(vocabulary)
-        self.ids = wordpiece.special_ids(vocabulary)
+        self.ids = vocabulary.special_ids
+        self.word_starts = vocabulary.word_starts if params["whole_word_mask"] else None
         self.params = params
 
     def __call__(self, job):
@@ -144,7 +146,7 @@ class _ChunkMaker:
         records = bert_pretraining.create_instances(
             tokenized, random.Random(seed), self.vocab_size, self.ids, seq_length=p["seq_length"],
             max_predictions=p["max_predictions"], dupe_factor=dupe_factor, short_seq_prob=p["short_seq_prob"],
-            masked_lm_prob=p["masked_lm_prob"], convert=convert)
+            masked_lm_prob=p["masked_lm_prob"], convert=convert, word_starts=self.word_starts)
         return split, len(tokenized), records
 
 

@@ -5,8 +5,8 @@ streaming reader and the shard checks) and `bert_shard_format` (records and `met
 
 Example:
 ```python
-from zoo.data import bert_shards, text_sources, wordpiece
-vocab = wordpiece.load_vocabulary("vocab.txt")
+from zoo.data import bert_shards, bert_vocabulary, text_sources
+vocab = bert_vocabulary.load_bert_vocabulary("vocab.txt")   # or spiece.model
 bert_shards.write_pretraining_shards(text_sources.iter_documents(input_files="wiki/*.txt"), vocab, "/data/b128",
                                      seq_length=128, max_predictions=20, dupe_factor=5, seed=0, num_shards=64,
                                      num_workers=4, eval_fraction=0.01)
@@ -21,7 +21,7 @@ train_files, eval_files = bert_shards.ensure_default_shards("runs/bert/data", vo
 """
 
 from zoo.data import bert_shard_format as fmt
-from zoo.data import bert_shard_writer, text_sources
+from zoo.data import bert_shard_writer, bert_vocabulary, text_sources
 from zoo.data.bert_shard_format import FORMAT_VERSION, METADATA_FILE, vocabulary_sha1  # noqa: F401
 from zoo.data.bert_shard_reader import check_shards, make_shard_dataset  # noqa: F401
 from zoo.data.bert_shard_writer import chunk_seed, write_pretraining_shards  # noqa: F401
@@ -29,26 +29,30 @@ from zoo.errors import ZooError
 
 
 def ensure_default_shards(output_dir, vocabulary, *, seq_length, max_predictions, dupe_factor=5, seed=12345,
-                          eval_fraction=0.1, max_documents=None, num_shards=1, verbose=False):
+                          eval_fraction=0.1, max_documents=None, num_shards=1, verbose=False, corpus=None,
+                          whole_word_mask=False):
     """Shards of the embedded default corpus in `output_dir`, written on the first call and reused after.
 
     Returns `(train_files, eval_files)` globs (`eval_files` is `None` when `eval_fraction` is 0). Shards already
     there are reused when they were made with the same settings and vocabulary; other settings raise ZooError.
     A fresh output is written to a temporary sibling directory and renamed into place, so processes that race
-    to create it leave one complete copy.
+    to create it leave one complete copy. `corpus` names an embedded corpus other than the default English
+    one (`text_sources.iter_documents(corpus=...)`, e.g. "ko").
     """
     import tensorflow as tf
 
-    vocabulary = list(vocabulary)
-    wanted = {"vocab_sha1": fmt.vocabulary_sha1(vocabulary), "seq_length": seq_length,
+    vocabulary = bert_vocabulary.as_vocabulary(vocabulary)
+    wanted = {"vocab_sha1": vocabulary.sha1, "seq_length": seq_length,
               "max_predictions": max_predictions, "dupe_factor": dupe_factor, "seed": seed,
-              "eval_fraction": eval_fraction, "source": _default_source(max_documents)}
+              "eval_fraction": eval_fraction, "source": _default_source(max_documents, corpus),
+              "whole_word_mask": bool(whole_word_mask)}
     patterns = (fmt.split_pattern(output_dir, "train"),
                 fmt.split_pattern(output_dir, "eval") if eval_fraction > 0 else None)
     if not _reusable(output_dir, wanted):
-        documents = text_sources.iter_documents(max_documents=max_documents)
+        documents = text_sources.iter_documents(max_documents=max_documents, **({"corpus": corpus} if corpus else {}))
         settings = dict(seq_length=seq_length, max_predictions=max_predictions, dupe_factor=dupe_factor, seed=seed,
-                        num_shards=num_shards, eval_fraction=eval_fraction, source=wanted["source"], verbose=verbose)
+                        num_shards=num_shards, eval_fraction=eval_fraction, source=wanted["source"], verbose=verbose,
+                        whole_word_mask=bool(whole_word_mask))
         if tf.io.gfile.exists(output_dir):  # an incomplete earlier attempt: finish it in place
             bert_shard_writer.write_pretraining_shards(documents, vocabulary, output_dir, **settings)
         else:
@@ -62,8 +66,9 @@ def ensure_default_shards(output_dir, vocabulary, *, seq_length, max_predictions
     return patterns
 
 
-def _default_source(max_documents):
-    return f"embedded default corpus (max_documents={max_documents})"
+def _default_source(max_documents, corpus=None):
+    name = f"embedded {corpus} corpus" if corpus else "embedded default corpus"
+    return f"{name} (max_documents={max_documents})"
 
 
 def _reusable(output_dir, wanted):
@@ -71,7 +76,9 @@ def _reusable(output_dir, wanted):
     metadata = fmt.read_metadata(output_dir)
     if metadata is None:
         return False
-    different = {k: (metadata.get(k), v) for k, v in wanted.items() if metadata.get(k) != v}
+    defaults = {"whole_word_mask": False}  # outputs made before the setting existed
+    different = {k: (metadata.get(k, defaults.get(k)), v) for k, v in wanted.items()
+                 if metadata.get(k, defaults.get(k)) != v}
     if different:
         details = ", ".join(f"{k} {old!r} (this run: {new!r})" for k, (old, new) in sorted(different.items()))
         raise ZooError(

@@ -5,7 +5,7 @@ recipes/bert_create_data.py; without it the documents (the embedded corpus, `--i
 are made into shards in `<model_dir>/data/` on the first run and reused after.
 
     vocabulary = run_vocabulary(model_dir, vocab_file=None, vocab_size=8000, train_files=None,
-                                            source={}, vocab_documents=20000)
+                                source={}, vocab_documents=20000)          # a zoo.data.bert_vocabulary.BertVocabulary
     train_files, eval_files = run_shards(model_dir, vocabulary, source={}, train_files=None, eval_files=None,
                                          seq_length=128, max_predictions=20, dupe_factor=5, seed=0,
                                          eval_fraction=0.1)
@@ -21,54 +21,93 @@ DATA_DIR = "data"  # under --model_dir
 # shipped so that the default run skips 13 s of training. Regenerate: python -m zoo.recipe_support.bert_data
 DEFAULT_VOCAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_vocab.txt")
 DEFAULT_VOCAB_SIZE = 8000
+# KoBERT's size. A SentencePiece vocabulary of the whole Korean corpus trains in about 1 s: none is shipped.
+DEFAULT_SPIECE_SIZE = 8002
+KINDS = ("wordpiece", "sentencepiece")
 
 
-def run_vocabulary(model_dir, *, vocab_file, vocab_size, train_files, source, vocab_documents):
-    """The run's WordPiece vocabulary (a list of tokens).
+def default_vocab_size(tokenizer):
+    """`--vocab_size` when not given: 8000 WordPiece tokens, or KoBERT's 8,002 SentencePiece pieces."""
+    return DEFAULT_SPIECE_SIZE if tokenizer == "sentencepiece" else DEFAULT_VOCAB_SIZE
 
-    In order: `--vocab_file`; `<model_dir>/vocab.txt` (a resumed run keeps its vocabulary); the `vocab.txt`
-    written beside `--train_files`; else one trained on the first `vocab_documents` documents of `source`
-    (for the whole embedded corpus at `DEFAULT_VOCAB_SIZE`, the shipped `DEFAULT_VOCAB`, which is that).
+
+def run_vocabulary(model_dir, *, vocab_file, vocab_size, train_files, source, vocab_documents, tokenizer="wordpiece",
+                   tokenizer_flag=None, init_checkpoint=None):
+    """The run's vocabulary (a `BertVocabulary`, WordPiece or SentencePiece).
+
+    In order: `--vocab_file` (vocab.txt or a .model); the run's own `<model_dir>/vocab.txt` or `spiece.model` (a
+    resumed run keeps its vocabulary); the one written beside `--train_files`; the one beside `--init_checkpoint`;
+    else one of kind `tokenizer` trained on the first `vocab_documents` documents of `source` (for the whole
+    embedded English corpus at the default size, the shipped WordPiece `DEFAULT_VOCAB`, which is that).
+    `tokenizer_flag` (`--tokenizer` as given, or None) must agree with the kind of a vocabulary file.
     """
     import tensorflow as tf
 
-    from zoo.data import text_sources, wordpiece
+    from zoo.data import bert_vocabulary
 
-    own = os.path.join(model_dir, "vocab.txt")
+    vocabulary = None
+    own = [os.path.join(model_dir, name) for name in bert_vocabulary.FILE_NAMES.values()]
     if vocab_file:
-        return wordpiece.load_vocabulary(vocab_file)
-    if tf.io.gfile.exists(own):
-        return wordpiece.load_vocabulary(own)
-    if train_files:
+        vocabulary = bert_vocabulary.load_bert_vocabulary(vocab_file)
+    elif any(tf.io.gfile.exists(path) for path in own):
+        vocabulary = bert_vocabulary.load_bert_vocabulary(next(p for p in own if tf.io.gfile.exists(p)))
+    elif train_files:
         if not tf.io.gfile.glob(train_files.split(",")[0].strip()):
             raise ZooError(f"--train_files={train_files!r} matches no file; give the shards "
                            "recipes/bert_create_data.py wrote, e.g. '<output_dir>/*.tfrecord'")
-        beside = _beside_shards(train_files, "vocab.txt")
+        beside = _vocabulary_beside_shards(train_files)
         if beside is None:
-            raise ZooError(f"--train_files={train_files}: no vocab.txt beside the shards; pass --vocab_file (the "
-                           "vocabulary recipes/bert_create_data.py made them with)")
-        return wordpiece.load_vocabulary(beside)
+            raise ZooError(f"--train_files={train_files}: no vocab.txt or spiece.model beside the shards; pass "
+                           "--vocab_file (the vocabulary recipes/bert_create_data.py made them with)")
+        vocabulary = bert_vocabulary.load_bert_vocabulary(beside)
+    elif init_checkpoint:
+        from zoo.models.bert.bert_checkpoints import checkpoint_vocabulary
+
+        beside = checkpoint_vocabulary(init_checkpoint)
+        if beside is not None:
+            vocabulary = bert_vocabulary.load_bert_vocabulary(beside, flag="--init_checkpoint")
+    if vocabulary is not None:
+        if tokenizer_flag and tokenizer_flag != vocabulary.kind:
+            raise ZooError(f"--tokenizer={tokenizer_flag} but the vocabulary is {vocabulary.kind} "
+                           f"({vocabulary.file_name}); drop --tokenizer or pass a matching --vocab_file")
+        return vocabulary
+    return train_run_vocabulary(source, vocab_size, vocab_documents, tokenizer)
+
+
+def train_run_vocabulary(source, vocab_size, vocab_documents, tokenizer):
+    """A vocabulary of kind `tokenizer` trained on the first `vocab_documents` documents of `source`, or the
+    shipped WordPiece one when that is the whole embedded English corpus at the default size."""
+    import tensorflow as tf
+
+    from zoo.data import bert_vocabulary, text_sources, wordpiece
+
+    if tokenizer not in KINDS:
+        raise ZooError(f"unknown --tokenizer={tokenizer!r}; choose one of {', '.join(KINDS)}")
     documents = list(itertools.islice(text_sources.iter_documents(**source), vocab_documents))
-    whole_default = _embedded(source) and len(documents) == len(text_sources.load_documents())
-    if whole_default and vocab_size == DEFAULT_VOCAB_SIZE and tf.io.gfile.exists(DEFAULT_VOCAB):
-        return wordpiece.load_vocabulary(DEFAULT_VOCAB)
-    return wordpiece.train_vocabulary(documents, vocab_size)
+    if tokenizer == "sentencepiece":
+        return bert_vocabulary.train_sentencepiece_vocabulary(documents, vocab_size)
+    english = _embedded(source) and source.get("corpus", "en") == "en"
+    shipped = english and vocab_size == DEFAULT_VOCAB_SIZE and len(documents) == len(text_sources.load_documents())
+    if shipped and tf.io.gfile.exists(DEFAULT_VOCAB):
+        return bert_vocabulary.load_bert_vocabulary(DEFAULT_VOCAB)
+    return bert_vocabulary.BertVocabulary.from_wordpiece(wordpiece.train_vocabulary(documents, vocab_size))
 
 
 def train_default_vocabulary():
-    """The vocabulary `DEFAULT_VOCAB` holds, trained again (13 s on 2 cores)."""
+    """The vocabulary `DEFAULT_VOCAB` holds, trained again (13 s on 2 cores): a WordPiece token list."""
     from zoo.data import text_sources, wordpiece
 
     return wordpiece.train_vocabulary(text_sources.load_documents(), DEFAULT_VOCAB_SIZE)
 
 
 def run_shards(model_dir, vocabulary, *, source, train_files, eval_files, seq_length, max_predictions, dupe_factor,
-               seed, eval_fraction, verbose=True, chief=True, wait=3600.0):
+               seed, eval_fraction, verbose=True, chief=True, wait=3600.0, whole_word_mask=False):
     """`(train_files, eval_files)`: checked shard lists (`eval_files` None when there is no held-out split).
 
     Without `train_files`, the documents of `source` (`text_sources.iter_documents` arguments; {} is the
-    embedded corpus) are written to `<model_dir>/data/` with an `eval_fraction` held-out split, once, by the
-    chief; the other workers wait (at most `wait` seconds) for its `metadata.json`, written last.
+    embedded corpus, {"corpus": "ko"} the Korean one) are written to `<model_dir>/data/` with an
+    `eval_fraction` held-out split, once, by the chief; the other workers wait (at most `wait` seconds) for its
+    `metadata.json`, written last. `vocabulary`: a `BertVocabulary` (or a WordPiece token list).
     """
     from zoo.data import bert_shards
 
@@ -77,12 +116,13 @@ def run_shards(model_dir, vocabulary, *, source, train_files, eval_files, seq_le
         if not chief:
             _wait_for_shards(data_dir, wait)
         settings = dict(seq_length=seq_length, max_predictions=max_predictions, dupe_factor=dupe_factor, seed=seed,
-                        eval_fraction=eval_fraction)
+                        eval_fraction=eval_fraction, whole_word_mask=whole_word_mask)
         if not _embedded(source):
             train_files, made_eval = _ensure_shards(data_dir, vocabulary, source, settings, verbose)
         else:
             train_files, made_eval = bert_shards.ensure_default_shards(
-                data_dir, vocabulary, max_documents=source.get("max_documents"), verbose=verbose, **settings)
+                data_dir, vocabulary, max_documents=source.get("max_documents"), corpus=source.get("corpus"),
+                verbose=verbose, **settings)
         eval_files = eval_files or made_eval
     sha1 = bert_shards.vocabulary_sha1(vocabulary)
     checked = dict(vocab_sha1=sha1, seq_length=seq_length, max_predictions=max_predictions)
@@ -129,6 +169,22 @@ def _ensure_shards(data_dir, vocabulary, source, settings, verbose):
                 tf.io.gfile.rmtree(staging)
     eval_pattern = fmt.split_pattern(data_dir, "eval") if settings["eval_fraction"] > 0 else None
     return fmt.split_pattern(data_dir, "train"), eval_pattern
+
+
+def _vocabulary_beside_shards(pattern):
+    """The vocabulary file written beside shards (named in their metadata.json, else either kind's name)."""
+    from zoo.data import bert_shard_format as fmt
+    from zoo.data import bert_vocabulary
+
+    metadata_path = _beside_shards(pattern, fmt.METADATA_FILE)
+    names = list(bert_vocabulary.FILE_NAMES.values())
+    if metadata_path:
+        names.insert(0, fmt.vocabulary_file(fmt.read_metadata(os.path.dirname(metadata_path))))
+    for name in names:
+        path = _beside_shards(pattern, name)
+        if path:
+            return path
+    return None
 
 
 def _beside_shards(pattern, name):
