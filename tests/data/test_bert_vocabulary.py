@@ -138,7 +138,7 @@ def test_errors(tmp_path):
         load_bert_vocabulary(str(tmp_path / "bad.model"))
     with pytest.raises(ZooError, match="--vocab_size must exceed"):
         train_sentencepiece_vocabulary(KOREAN, 5)
-    with pytest.raises(ZooError, match="no text"):
+    with pytest.raises(ZooError, match="training text is empty"):
         train_sentencepiece_vocabulary([["  "], []], 100)
     with pytest.raises(ZooError, match="special tokens"):
         BertVocabulary.from_wordpiece(["[PAD]", "a"])

@@ -37,7 +37,6 @@ vocab = load_bert_vocabulary(path)             # or a WordPiece "vocab.txt"
 
 import functools
 import hashlib
-import io
 import os
 import unicodedata
 
@@ -248,37 +247,16 @@ def train_sentencepiece_vocabulary(documents_or_sentences, vocab_size, path=None
     counts the 5 special pieces; it is an upper bound (SentencePiece's soft limit): a small corpus gives fewer.
     `path`, when given, receives the `.model` file atomically. Same text and arguments -> the same bytes.
     """
-    import sentencepiece as spm
-
     if vocab_size <= len(SPECIAL_PIECES):
         raise ZooError(f"--vocab_size must exceed the {len(SPECIAL_PIECES)} special pieces, got {vocab_size}")
-    counted = [0]
-
-    def sentences():
-        for item in documents_or_sentences:
-            for sentence in [item] if isinstance(item, str) else item:
-                sentence = python_normalize(sentence)
-                if sentence:
-                    counted[0] += 1
-                    yield sentence
-
-    writer = io.BytesIO()
-    spm.set_random_generator_seed(seed)
-    try:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=sentences(), model_writer=writer, vocab_size=vocab_size, model_type=model_type,
-            unk_id=0, unk_piece="[UNK]", pad_id=1, pad_piece="[PAD]", bos_id=2, bos_piece="[CLS]", eos_id=3,
-            eos_piece="[SEP]", control_symbols=["[MASK]"], hard_vocab_limit=False,
-            character_coverage=character_coverage, input_sentence_size=input_sentence_size,
-            shuffle_input_sentence=True, num_threads=num_threads, minloglevel=2)
-    except RuntimeError as e:
-        if not counted[0]:
-            raise ZooError("cannot train a SentencePiece vocabulary: the corpus has no text") from None
-        last = [line for line in str(e).splitlines() if line.strip()][-1].strip()
-        raise ZooError(f"SentencePiece could not train a vocabulary of --vocab_size={vocab_size}: {last}") from None
-    if not counted[0]:
-        raise ZooError("cannot train a SentencePiece vocabulary: the corpus has no text")
-    vocabulary = BertVocabulary.from_sentencepiece(writer.getvalue())
+    sentences = (python_normalize(sentence) for item in documents_or_sentences
+                 for sentence in ([item] if isinstance(item, str) else item))
+    proto = subword.train_sentencepiece_proto(
+        sentences, vocab_size, seed=seed, model_type=model_type, unk_id=0, unk_piece="[UNK]", pad_id=1,
+        pad_piece="[PAD]", bos_id=2, bos_piece="[CLS]", eos_id=3, eos_piece="[SEP]", control_symbols=["[MASK]"],
+        hard_vocab_limit=False, character_coverage=character_coverage, input_sentence_size=input_sentence_size,
+        num_threads=num_threads)
+    vocabulary = BertVocabulary.from_sentencepiece(proto)
     if path is not None:
         write_file_atomically(path, vocabulary.proto)
     return vocabulary

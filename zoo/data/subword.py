@@ -46,39 +46,48 @@ def train_subword_model(texts, vocab_size, path=None, *, model_type="bpe", input
     Returns the `SubwordModel`. A vocabulary too large (or too small) for the text is a one-line ZooError
     naming `--vocab_size` and the size SentencePiece can make.
     """
-    import sentencepiece as spm
-
     if model_type not in MODEL_TYPES:
         raise ZooError(f"unknown subword model_type {model_type!r}; choose one of {', '.join(MODEL_TYPES)}")
     if vocab_size <= EOS_ID + 1:
         raise ZooError(f"--vocab_size={vocab_size} leaves no room beyond the 4 special ids; use at least 100")
+    texts = (t.decode("utf-8") if isinstance(t, bytes) else t for t in texts)
+    proto = train_sentencepiece_proto(
+        texts, vocab_size, seed=seed, model_type=model_type, pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID,
+        eos_id=EOS_ID, pad_piece="<pad>", unk_piece="<unk>", bos_piece="<s>", eos_piece="</s>",
+        character_coverage=character_coverage, input_sentence_size=input_sentence_size, split_digits=split_digits,
+        num_threads=num_threads)
+    model = SubwordModel(proto)
+    if path is not None:
+        model.save(path)
+    return model
+
+
+def train_sentencepiece_proto(sentences, vocab_size, *, seed=0, **options):
+    """The serialized `ModelProto` SentencePiece trains on `sentences` (an iterable of str, read once; blank
+    ones skipped) with `SentencePieceTrainer` `options` (ids, pieces, model_type, ...), seeded by `seed` and
+    shuffling its input sample, so the same text and options give the same bytes. Training errors (empty text,
+    a --vocab_size the text cannot fill) are one-line ZooErrors. Used by this module and
+    `zoo.data.bert_vocabulary`."""
+    import sentencepiece as spm
+
     counted = [0]
 
-    def sentences():
-        for text in texts:
-            if isinstance(text, bytes):
-                text = text.decode("utf-8")
-            if text.strip():
+    def stream():
+        for sentence in sentences:
+            if sentence.strip():
                 counted[0] += 1
-                yield text
+                yield sentence
 
     writer = io.BytesIO()
     spm.set_random_generator_seed(seed)
     try:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=sentences(), model_writer=writer, vocab_size=vocab_size, model_type=model_type,
-            pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID, pad_piece="<pad>", unk_piece="<unk>",
-            bos_piece="<s>", eos_piece="</s>", character_coverage=character_coverage,
-            input_sentence_size=input_sentence_size, shuffle_input_sentence=True, split_digits=split_digits,
-            num_threads=num_threads, minloglevel=2)
+        spm.SentencePieceTrainer.train(sentence_iterator=stream(), model_writer=writer, vocab_size=vocab_size,
+                                       shuffle_input_sentence=True, minloglevel=2, **options)
     except RuntimeError as e:
         raise ZooError(_training_error(str(e), vocab_size, counted[0])) from None
     if not counted[0]:
-        raise ZooError("cannot train a subword vocabulary: the training text is empty")
-    model = SubwordModel(writer.getvalue())
-    if path is not None:
-        model.save(path)
-    return model
+        raise ZooError(_training_error("", vocab_size, 0))
+    return writer.getvalue()
 
 
 def _training_error(message, vocab_size, sentences):
