@@ -16,9 +16,10 @@ them held out, and a vocabulary is trained on them (saved as <model_dir>/vocab.t
 tokenizer follows --config: WordPiece (uncased) for BERT, SentencePiece in KoBERT's layout for kobert and
 kobert_tiny, whose default corpus is the embedded Korean one (--tokenizer and --corpus override). With
 --init_checkpoint the model's shape and weights come from a local Hugging Face or keras-hub BERT checkpoint,
-and its vocabulary from beside it (unless --vocab_file). The held-out masked-LM and next-sentence accuracies
-are evaluated every --eval_every steps and at the end. Stopped and started again with the same flags, a run
-resumes.
+and its vocabulary from beside it (unless --vocab_file; a cased WordPiece checkpoint is refused: zoo's WordPiece
+is uncased). The held-out masked-LM and next-sentence accuracies are evaluated every --eval_every steps and at
+the end. Stopped and started again with the same flags, a run resumes (--init_checkpoint is read by a new run
+only: a resumed one keeps the checkpoint's shape in config.json).
 """
 
 from zoo import flags as zoo_flags
@@ -37,7 +38,8 @@ SPEC = zoo_flags.declare(
          "config's (kobert: ko, else en)."),
     Bool("whole_word_mask", False, "Mask whole words (google-research/bert --do_whole_word_mask; off there too)."),
     String("init_checkpoint", None, "Start from a local BERT checkpoint: a Hugging Face directory (config.json + "
-           "model.safetensors) or keras-hub BertBackbone weights; its shape replaces --config's."),
+           "model.safetensors) or keras-hub BertBackbone weights; its shape replaces --config's. Read by a new run "
+           "only (a resumed one has its shape in config.json).", role=FREE),
     Float("dropout", 0.1, "Hidden and attention dropout (0.1 in BERT).", role=MODEL, at_least=0, below=1),
     Int("seq_length", 128, "Tokens per example, [CLS] and [SEP]s included (at most 512, the position table).",
         at_least=8, at_most=512),
@@ -74,12 +76,15 @@ SPEC = zoo_flags.declare(
         "--train_files are made already; drop --input_files/--tfds_name (recipes/bert_create_data.py reads those)",
         lambda hp: None if not (hp.corpus and (hp.input_files or hp.tfds_name or hp.train_files)) else
         "--corpus picks an embedded corpus; drop it with --input_files/--tfds_name/--train_files",
+        lambda hp: None if not (hp.whole_word_mask and hp.train_files) else "--whole_word_mask applies when shards "
+        "are made; drop it with --train_files (pass it to recipes/bert_create_data.py)",
     ],
 )
 
 
 def main(argv):
     del argv
+    import json
     import os
     import tempfile
 
@@ -89,11 +94,11 @@ def main(argv):
     from zoo import create_model
     from zoo.data import bert_shards
     from zoo.models.bert import BertBackbone, BertPretrainer, bert_checkpoints
+    from zoo.training.trainer import CONFIG_FILE
     from zoo.models.bert.bert_serving import serving_endpoints
     from zoo.recipe_support import bert_data
     from zoo import recipe_support
     from zoo.training.export import export_saved_model
-    from zoo.errors import ZooError
     from zoo.training.schedules import LinearWarmupDecay
     from zoo.training.trainer import Trainer
 
@@ -101,21 +106,27 @@ def main(argv):
     strategy, chief = recipe_support.setup(hp)
 
     korean = hp.config.startswith("kobert")
-    tokenizer = hp.tokenizer or ("sentencepiece" if korean else "wordpiece")
+    default_tokenizer, default_corpus = bert_data.config_defaults(hp.config)
+    tokenizer = hp.tokenizer or default_tokenizer
     source = dict(input_files=hp.input_files, tfds_name=hp.tfds_name, tfds_text_key=hp.tfds_text_key,
                   tfds_split=hp.tfds_split, data_dir=hp.data_dir, download=hp.download, max_documents=hp.max_documents)
-    if (hp.corpus or ("ko" if korean else "en")) == "ko" and not (hp.input_files or hp.tfds_name):
+    if (hp.corpus or default_corpus) == "ko" and not (hp.input_files or hp.tfds_name):
         source["corpus"] = "ko"
     vocabulary = bert_data.run_vocabulary(
         hp.model_dir, vocab_file=hp.vocab_file, vocab_size=hp.vocab_size or bert_data.default_vocab_size(tokenizer),
         train_files=hp.train_files, source=source, vocab_documents=hp.vocab_documents, tokenizer=tokenizer,
         tokenizer_flag=hp.tokenizer, init_checkpoint=hp.init_checkpoint)
-    if hp.init_checkpoint:
-        expected = bert_checkpoints.backbone_config(hp.init_checkpoint)["vocabulary_size"]
-        if expected != len(vocabulary):
-            raise ZooError(f"--init_checkpoint={hp.init_checkpoint} has a vocabulary of {expected} (its config) but "
-                           f"the run's {vocabulary.kind} vocabulary has {len(vocabulary)}; pass the checkpoint's own "
-                           "vocabulary as --vocab_file")
+    # A resumed run takes its shape from config.json: --init_checkpoint is read (and must exist) for a new one only.
+    resumed = tf.train.latest_checkpoint(hp.model_dir) is not None
+    init_backbone = None
+    if resumed and tf.io.gfile.exists(os.path.join(hp.model_dir, CONFIG_FILE)):
+        try:
+            with tf.io.gfile.GFile(os.path.join(hp.model_dir, CONFIG_FILE)) as f:
+                init_backbone = json.load(f).get("init_backbone")
+        except (ValueError, AttributeError):
+            pass  # a damaged config.json: the trainer says so
+    if init_backbone is None and hp.init_checkpoint:
+        init_backbone = bert_data.init_backbone_config(hp.init_checkpoint, vocabulary, hp.seq_length)
     train_files, eval_files = bert_data.run_shards(
         hp.model_dir, vocabulary, source=source, train_files=hp.train_files, eval_files=hp.eval_files,
         seq_length=hp.seq_length, max_predictions=hp.max_predictions, dupe_factor=hp.dupe_factor, seed=hp.seed,
@@ -132,12 +143,12 @@ def main(argv):
 
     with strategy.scope():
         model_args = hp.model_args(vocabulary_size=len(vocabulary))
-        if hp.init_checkpoint:
-            backbone = BertBackbone(**{**bert_checkpoints.backbone_config(hp.init_checkpoint), **model_args})
+        if init_backbone is not None:
+            backbone = BertBackbone(**{**init_backbone, **model_args})
         else:
             backbone = create_model(hp.config if korean else f"bert_{hp.config}", **model_args)
         model = BertPretrainer(backbone, clip_norm=hp.clip_norm or None)
-        if hp.init_checkpoint:
+        if hp.init_checkpoint and not resumed:
             summary = bert_checkpoints.load_bert_weights(model, hp.init_checkpoint, flag="--init_checkpoint")
             if chief:
                 print(f"initialised from --init_checkpoint={hp.init_checkpoint}: {summary}", flush=True)
@@ -154,7 +165,7 @@ def main(argv):
         return bert_shards.make_shard_dataset(eval_files, hp.global_batch_size, ctx, eval=True, flag="--eval_files",
                                               **shape)
 
-    config = hp.run_config(vocabulary_size=len(vocabulary), vocab_sha1=vocabulary.sha1)
+    config = bert_data.run_config(hp, vocabulary, backbone=init_backbone)
     trainer = Trainer(model, strategy=strategy, model_dir=hp.model_dir, dataset_fn=dataset_fn, config=config,
                       eval_dataset_fn=eval_dataset_fn if eval_files else None, **hp.trainer_args())
     own_dir = hp.model_dir if chief else tempfile.mkdtemp(prefix="zoo-vocab-")  # others: for a throw-away export

@@ -85,10 +85,40 @@ def test_tokenizer_is_tf_data_safe(korean):
 
 def test_word_starts(korean):
     starts = korean.word_starts
-    assert starts.dtype == bool and starts.shape == (len(korean),) and starts[:5].all()
+    assert starts.dtype == bool and starts.shape == (len(korean),)
+    # [UNK]=0 has no "▁": unknown characters continue the word before them; the other special pieces are words.
+    assert starts[:5].tolist() == [False, True, True, True, True]
     assert all(starts[i] == korean.tokens[i].startswith("\u2581") for i in range(5, len(korean)))
     words = BertVocabulary.from_wordpiece(wordpiece.RESERVED_TOKENS + ["a", "##b", "c"])
     assert words.word_starts.tolist() == [True] * 5 + [True, False, True]
+
+
+def test_unknown_characters_continue_the_word(korean):
+    """'한😀국어' is one word: `▁ 한 [UNK] 국 어`, only the first piece starts it, so whole-word masking masks the
+    five pieces together or not at all: with room for 3 predictions (7 tokens * 0.43), for none of them."""
+    import random
+
+    from zoo.data import bert_pretraining
+
+    ids = korean.tokenizer(tf.constant(["한😀국어"]))[0]
+    assert [korean.tokens[i] for i in ids] == ["\u2581", "한", "[UNK]", "국", "어"]
+    assert korean.word_starts[ids].tolist() == [True, False, False, False, False]
+    tokens = [korean.special_ids["cls"], *ids, korean.special_ids["sep"]]
+    chosen = {tuple(bert_pretraining._mask_tokens(tokens, 0.43, 20, len(korean), korean.special_ids,
+                                                  random.Random(seed), korean.word_starts)[1])
+              for seed in range(50)}
+    assert chosen == {()}  # before: [UNK] started a word, and `▁ 한` or `[UNK] 국 어` was masked alone
+
+
+def test_module_docstring_example_runs(tmp_path):
+    """The example in zoo.data.bert_vocabulary's docstring runs as written (its /tmp/run moved to tmp_path)."""
+    doc = bert_vocabulary.__doc__
+    code = doc.split("```python\n")[1].split("```")[0].replace("/tmp/run", str(tmp_path / "run"))
+    namespace = {}
+    exec(compile(code, "bert_vocabulary example", "exec"), namespace)
+    assert namespace["vocab"].kind == "sentencepiece" and namespace["vocab"].special_ids["mask"] == 4
+    assert namespace["vocab"].detokenize(namespace["ids"][0]) == "한국어 모델"
+    assert namespace["path"] == str(tmp_path / "run" / "spiece.model")
 
 
 def test_save_load_and_sha1(korean, tmp_path):

@@ -68,6 +68,22 @@ def test_trains_from_shards_evaluates_and_exports(first_run):
     assert result["sequence_output"][:2] == [1, 6] and result["pooled_output"][0] == 1
 
 
+def test_config_json_is_the_one_before_kobert(first_run):
+    """The first run's config.json is what the recipe wrote before KoBERT (c2b2247) for the same flags, so runs
+    started then resume; the flags added since are absent at their defaults."""
+    import json
+
+    from tests.data.test_bert_pretraining import OLD_DEFAULT_CONFIG
+    from zoo.data.bert_vocabulary import load_bert_vocabulary
+
+    model_dir = first_run[0]
+    vocabulary = load_bert_vocabulary(str(model_dir / "vocab.txt"))
+    small = dict(max_documents=40, dupe_factor=1, seq_length=64, max_predictions=10, warmup_steps=2,
+                 global_batch_size=8, vocab_size=400)
+    expected = {**OLD_DEFAULT_CONFIG, **small, "vocabulary_size": len(vocabulary), "vocab_sha1": vocabulary.sha1}
+    assert json.loads((model_dir / "config.json").read_text()) == expected
+
+
 def test_second_run_resumes_and_exports_next_version(first_run):
     model_dir, export_dir, _ = first_run
     shards = sorted(os.listdir(model_dir / "data"))
@@ -129,6 +145,8 @@ def test_resumes_after_sigkill(tmp_path, first_run):
     (["--input_files=/nonexistent/corpus.txt"], ["/nonexistent/corpus.txt", "--input_files"]),
     (["--tfds_name=wikipedia/20230601.en", "--data_dir={tmp}"], ["not present in --data_dir", "--data_dir"]),
     (["--train_files={tmp}/none/*.tfrecord"], ["--train_files", "matches no file"]),
+    (["--train_files={tmp}/*.tfrecord", "--whole_word_mask"],
+     ["--whole_word_mask applies when shards are made; drop it with --train_files", "bert_create_data.py"]),
     (["--strategy=multi_worker"], ["TF_CONFIG"]),
     (["--strategy=tpu"], ["needs --tpu"]),
     (["--model_dir="], ["--model_dir is required"]),
@@ -251,11 +269,11 @@ def test_kobert_tiny_trains_on_korean_with_sentencepiece(korean_run):
     assert reader.get_tensor(embedding[0]).shape == (len(vocabulary), 128)
 
 
-def _hf_checkpoint(directory, vocabulary, vocab_size):
+def _hf_checkpoint(directory, vocabulary, vocab_size, positions=512):
     from tests.models.bert.test_bert_checkpoints import hf_tensors, write_hf
 
     config = dict(vocab_size=vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                  intermediate_size=512, max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu",
+                  intermediate_size=512, max_position_embeddings=positions, type_vocab_size=2, hidden_act="gelu",
                   layer_norm_eps=1e-12, pad_token_id=1)
     tensors = hf_tensors(config)
     write_hf(directory, config, tensors)
@@ -280,9 +298,30 @@ def test_init_checkpoint_with_its_sentencepiece_vocabulary(korean_run, tmp_path)
     np.testing.assert_allclose(reader.get_tensor(name), tensors["bert.embeddings.word_embeddings.weight"],
                                atol=1e-5)
 
+    assert_one_line_error(run(f"--model_dir={tmp_path / 'm3'}", f"--vocab_file={tmp_path / 'hf' / 'spiece.model'}",
+                              "--tokenizer=wordpiece", *KOREAN), "--tokenizer=wordpiece", "sentencepiece")
+
+    # Resuming needs neither the checkpoint (its shape is in config.json, its path is not) nor its weights again.
+    import json
+    import shutil
+
+    config = json.loads((model_dir / "config.json").read_text())
+    assert "init_checkpoint" not in config and config["init_backbone"]["max_sequence_length"] == 512
+    shutil.rmtree(tmp_path / "hf")
+    resumed = run(f"--model_dir={model_dir}", f"--init_checkpoint={tmp_path / 'hf'}", "--train_steps=2",
+                  "--learning_rate=1e-9", "--export_dir=", "--dropout=0", *KOREAN, "--warmup_steps=0")
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-4000:]
+    assert "Resuming from step 1" in resumed.stdout and "initialised from" not in resumed.stdout
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-2")
+
     _hf_checkpoint(tmp_path / "other", vocabulary, len(vocabulary) + 3)
     assert_one_line_error(run(f"--model_dir={tmp_path / 'm2'}", f"--init_checkpoint={tmp_path / 'other'}",
                               *KOREAN), "--init_checkpoint", f"vocabulary of {len(vocabulary) + 3}",
                           f"has {len(vocabulary)}", "--vocab_file")
-    assert_one_line_error(run(f"--model_dir={tmp_path / 'm3'}", f"--vocab_file={tmp_path / 'hf' / 'spiece.model'}",
-                              "--tokenizer=wordpiece", *KOREAN), "--tokenizer=wordpiece", "sentencepiece")
+    _hf_checkpoint(tmp_path / "short", vocabulary, len(vocabulary), positions=32)
+    assert_one_line_error(run(f"--model_dir={tmp_path / 'm4'}", f"--init_checkpoint={tmp_path / 'short'}",
+                              *KOREAN), "--seq_length=64", "32 positions", "--init_checkpoint")
+    (tmp_path / "short" / "spiece.model").unlink()
+    assert_one_line_error(run(f"--model_dir={tmp_path / 'm5'}", f"--init_checkpoint={tmp_path / 'short'}",
+                              *KOREAN), "--init_checkpoint", "has no vocab.txt or spiece.model beside it",
+                          "--vocab_file")

@@ -26,10 +26,13 @@ KoBERT's vocabulary, as found in its public sources:
 
 Example:
 ```python
+import tensorflow as tf
+from zoo.data.bert_vocabulary import load_bert_vocabulary, train_sentencepiece_vocabulary
+
 vocab = train_sentencepiece_vocabulary(["한국어 모델을 공유합니다.", "대한민국은 민주공화국이다."] * 20, 60)
 vocab.kind, vocab.special_ids["mask"]          # ('sentencepiece', 4)
-ids = vocab.tokenizer(tf.constant(["한국어 모델"]))   # ragged int32 ids
-vocab.detokenize(ids[0].numpy())               # '한국어 모델'
+ids = vocab.tokenizer(tf.constant(["한국어 모델"]))   # eager: a list of id lists (in tf.data: ragged int32)
+vocab.detokenize(ids[0])                       # '한국어 모델'
 path = vocab.save("/tmp/run")                  # /tmp/run/spiece.model
 vocab = load_bert_vocabulary(path)             # or a WordPiece "vocab.txt"
 ```
@@ -110,13 +113,15 @@ class BertVocabulary:
     @functools.cached_property
     def word_starts(self):
         """bool [V]: True where a piece starts a word (WordPiece: no `##`; SentencePiece: a leading "▁");
-        special pieces count as words of their own."""
+        [CLS], [SEP], [PAD] and [MASK] count as words of their own. [UNK] follows the rule of its kind: in
+        WordPiece it replaces a whole word; in SentencePiece it stands for unknown characters without a "▁",
+        which continue the word before them ("한😀국어" -> `▁ 한 [UNK] 국 어`, one word)."""
         if self.kind == "wordpiece":
             starts = [not t.startswith("##") for t in self.tokens]
         else:
             starts = [t.startswith(WORD_START) for t in self.tokens]
         starts = np.array(starts, bool)
-        starts[list(self.special_ids.values())] = True
+        starts[[self.special_ids[name] for name in ("cls", "sep", "pad", "mask")]] = True
         return starts
 
     @functools.cached_property

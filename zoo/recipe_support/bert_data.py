@@ -64,14 +64,75 @@ def run_vocabulary(model_dir, *, vocab_file, vocab_size, train_files, source, vo
         from zoo.models.bert.bert_checkpoints import checkpoint_vocabulary
 
         beside = checkpoint_vocabulary(init_checkpoint)
-        if beside is not None:
-            vocabulary = bert_vocabulary.load_bert_vocabulary(beside, flag="--init_checkpoint")
+        if beside is None:
+            raise ZooError(f"--init_checkpoint={init_checkpoint} has no vocab.txt or spiece.model beside it; pass "
+                           "the checkpoint's vocabulary as --vocab_file")
+        vocabulary = bert_vocabulary.load_bert_vocabulary(beside, flag="--init_checkpoint")
     if vocabulary is not None:
         if tokenizer_flag and tokenizer_flag != vocabulary.kind:
             raise ZooError(f"--tokenizer={tokenizer_flag} but the vocabulary is {vocabulary.kind} "
                            f"({vocabulary.file_name}); drop --tokenizer or pass a matching --vocab_file")
         return vocabulary
     return train_run_vocabulary(source, vocab_size, vocab_documents, tokenizer)
+
+
+def init_backbone_config(init_checkpoint, vocabulary, seq_length):
+    """`BertBackbone` arguments of `--init_checkpoint`, checked against the run: its vocabulary size, its
+    position table (`--seq_length`), and its casing (zoo's WordPiece tokenizer is uncased only)."""
+    from zoo.models.bert import bert_checkpoints
+
+    config = bert_checkpoints.backbone_config(init_checkpoint)
+    if config["vocabulary_size"] != len(vocabulary):
+        raise ZooError(f"--init_checkpoint={init_checkpoint} has a vocabulary of {config['vocabulary_size']} (its "
+                       f"config) but the run's {vocabulary.kind} vocabulary has {len(vocabulary)}; pass the "
+                       "checkpoint's own vocabulary as --vocab_file")
+    if seq_length > config["max_sequence_length"]:
+        raise ZooError(f"--seq_length={seq_length} exceeds the {config['max_sequence_length']} positions of "
+                       f"--init_checkpoint={init_checkpoint}; use --seq_length={config['max_sequence_length']} or "
+                       "less")
+    if vocabulary.kind == "wordpiece" and _cased(init_checkpoint):
+        raise ZooError(f"--init_checkpoint={init_checkpoint} is a cased WordPiece model (its tokenizer config "
+                       "does not lowercase) but zoo's WordPiece tokenizer is uncased only; use an uncased checkpoint")
+    return config
+
+
+def _cased(checkpoint):
+    """True when the tokenizer config beside `checkpoint` keeps case: Hugging Face `tokenizer_config.json`
+    with `"do_lower_case": false`, or a keras-hub preset's `tokenizer.json` with `"lowercase": false`."""
+    import json
+
+    directory = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(os.path.abspath(checkpoint))
+    for name, read in (("tokenizer_config.json", lambda c: c.get("do_lower_case", True)),
+                       ("tokenizer.json", lambda c: c.get("config", {}).get("lowercase", True))):
+        try:
+            with open(os.path.join(directory, name), encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict) and read(config) is False:
+            return True
+    return False
+
+
+def config_defaults(config):
+    """(tokenizer, corpus) of bert_pretrain's `--config` when `--tokenizer` / `--corpus` are not given."""
+    return ("sentencepiece", "ko") if config.startswith("kobert") else ("wordpiece", "en")
+
+
+def run_config(hp, vocabulary, backbone=None):
+    """bert_pretrain's config.json (what must match to resume). For the flags bert_pretrain had before KoBERT
+    it is exactly what that recipe wrote: `vocab_size` resolved to its effective default, and the flags added
+    since (`tokenizer`, `corpus`, `whole_word_mask`) present only when not at their defaults for `--config`.
+    `backbone`: the `--init_checkpoint` arguments (`init_backbone_config`) of a run that started from one."""
+    tokenizer, corpus = config_defaults(hp.config)
+    config = hp.run_config(vocabulary_size=len(vocabulary), vocab_sha1=vocabulary.sha1)
+    config["vocab_size"] = hp.vocab_size or default_vocab_size(hp.tokenizer or tokenizer)
+    for name, default in (("tokenizer", tokenizer), ("corpus", corpus), ("whole_word_mask", False)):
+        if config.get(name) in (None, default):
+            config.pop(name, None)
+    if backbone is not None:
+        config["init_backbone"] = dict(backbone)
+    return config
 
 
 def train_run_vocabulary(source, vocab_size, vocab_documents, tokenizer):
