@@ -18,19 +18,22 @@ Encoders: --config names the BERT preset (bert_tiny by default). With --init_che
 directory, config.json + model.safetensors, or keras-hub BertBackbone weights) both the utterance encoder and the
 frozen slot/value encoder start from it, as the original; its vocab.txt / spiece.model is used unless
 --vocab_file. Without either, a WordPiece vocabulary (SentencePiece for kobert*) is trained on the training
-dialogues. The run's vocabulary and ontology are kept in <model_dir>, their SHA-1s in config.json.
+dialogues. The run's vocabulary and ontology are kept in <model_dir>; config.json records their SHA-1s, that of
+the three tsv files and the encoder's sizes, so a resume with other data or another encoder is refused.
 
 Training: AdamW (weight decay 0.01 except biases and layer norms, as BertAdam) with linear warm-up over
 --warmup_proportion of --train_steps then linear decay; dev evaluation every --eval_every steps; training stops
-when dev joint accuracy has not improved for --patience evaluations, the best weights are restored, and the test
-split is reported (joint, slot and per-slot accuracy, with the majority baseline), printed and written to
-<model_dir>/test_results.json. (The original keeps the epoch of the lowest dev loss, patience in epochs; here the
-dev joint accuracy decides, evaluated every --eval_every steps.) Without --init_checkpoint the frozen encoder is
-the utterance encoder's random initialisation: its value vectors lie close together (about 0.2 apart at norm
-11 for bert_tiny), so the loss stays near uniform while the accuracies still rise; the default run (1,200 steps,
-about 5 CPU-minutes) reaches test joint goal accuracy 0.98 against a majority baseline of 0.06. The export's `serving_default` takes token_ids/segment_ids/padding_mask
-[batch, turns, seq] and returns per-slot value ids and distances; assets: ontology.json (the label lists in id
-order) and the vocabulary. Stopped and started again with the same flags, a run resumes.
+when dev joint accuracy has not improved for --patience evaluations (0: never), the best weights are restored,
+and the whole test split is reported (joint, slot and per-slot accuracy, with the majority baseline), printed
+and written to <model_dir>/test_results.json. (The original keeps the epoch of the lowest dev loss, patience in
+epochs; here the dev joint accuracy decides, evaluated every --eval_every steps.) Without --init_checkpoint the
+frozen encoder is the utterance encoder's random initialisation: its value vectors lie close together (about
+0.2 apart at norm 11 for bert_tiny), so the loss stays near uniform while the accuracies still rise; the
+default run (1,200 steps, about 4 minutes on 2 CPU cores, 1.3 GB peak RSS) keeps step 1,100 (dev joint 0.98)
+and reaches test joint goal accuracy 0.94 (slot 0.98) against a majority baseline of 0.06 (slot 0.25). The
+export's `serving_default` takes token_ids/segment_ids/padding_mask [batch, turns, seq] and returns per-slot
+value ids and distances; assets: ontology.json (the label lists in id order) and the vocabulary. Stopped and
+started again with the same flags, a run resumes.
 """
 
 import dataclasses
@@ -55,8 +58,8 @@ SPEC = zoo_flags.declare(
            "model.safetensors) or keras-hub BertBackbone weights.", role=FREE),
     String("vocab_file", None, "vocab.txt (WordPiece) or a SentencePiece .model; default: the one beside "
            "--init_checkpoint, else one trained on the training dialogues.", role=FREE),
-    Int("vocab_size", 1000, "Size of the vocabulary trained when there is none (the dialogues may give fewer).",
-        at_least=6),
+    Int("vocab_size", 1000, "Size of the vocabulary trained when there is none (the dialogues may give fewer; "
+        "config.json pins the vocabulary itself).", role=FREE, at_least=6),
     Int("max_seq_length", 64, "Tokens per turn, [CLS] user [SEP] system [SEP] (the original: 64).", at_least=4,
         at_most=512),
     Int("max_turn_length", 22, "Turns per dialogue at most (padded to the longest dialogue below this; the "
@@ -74,9 +77,10 @@ SPEC = zoo_flags.declare(
     Float("weight_decay", 0.01, "AdamW weight decay, not on biases and layer norms (BertAdam: 0.01).", at_least=0),
     Float("clip_norm", 1.0, "Clip the global gradient norm to this (0: off; BertAdam clips each tensor at 1.0).",
           at_least=0),
-    Int("patience", 10, "Stop when dev joint accuracy has not improved for this many evaluations (0: never).",
-        role=FREE, at_least=0),
+    Int("patience", 10, "Stop when dev joint accuracy has not improved for this many evaluations (0: never; "
+        "the best weights are still restored for the test report).", role=FREE, at_least=0),
 )
+NEVER = 2 ** 31 - 1  # the patience of --patience=0: more evaluations than any run makes
 
 
 def main(argv):
@@ -111,9 +115,10 @@ def main(argv):
     with strategy.scope():
         backbone, kwargs = support.make_encoders(hp.config, vocab, init_checkpoint=hp.init_checkpoint,
                                                  dropout=hp.dropout)
-        if hp.max_seq_length > backbone.max_sequence_length:
-            raise ZooError(f"--max_seq_length={hp.max_seq_length} exceeds {hp.config}'s position table "
-                           f"({backbone.max_sequence_length}); lower --max_seq_length")
+        for flag in ("max_seq_length", "max_label_length"):
+            if hp[flag] > backbone.max_sequence_length:
+                raise ZooError(f"--{flag}={hp[flag]} exceeds the encoder's position table "
+                               f"({backbone.max_sequence_length} in {hp.init_checkpoint or hp.config}); lower --{flag}")
     frozen = support.frozen_copy(hp.config, kwargs, backbone, init_checkpoint=hp.init_checkpoint)
     slot_vectors, value_vectors, value_mask = encode_ontology(frozen, slot_inputs, value_inputs)
     del frozen
@@ -145,20 +150,20 @@ def main(argv):
                                                input_context=ctx, pad_id=pad)
         return fn
 
-    config = hp.run_config(vocab_sha1=vocab.sha1, vocabulary_size=len(vocab), ontology_sha1=data.sha1,
-                           turns=turns, dialogues={split: n for split, (n, _) in data.sizes().items()})
-    stopping = EarlyStopping("joint_accuracy", patience=hp.patience, mode="max") if hp.patience else None
+    encoder = {k: v for k, v in kwargs.items() if k != "dropout"}  # with the checkpoint's sizes
+    config = hp.run_config(vocab_sha1=vocab.sha1, encoder=encoder, ontology_sha1=data.sha1,
+                           data_sha1=data.files_sha1, turns=turns,
+                           dialogues={split: n for split, (n, _) in data.sizes().items()})
+    stopping = EarlyStopping("joint_accuracy", patience=hp.patience or NEVER, mode="max")
     trainer = Trainer(model, strategy=strategy, model_dir=hp.model_dir, dataset_fn=dataset_fn, config=config,
                       eval_dataset_fn=eval_fn("dev"), early_stopping=stopping, **hp.trainer_args())
     logs = trainer.train()
     ontology_path = support.ontology_file(hp.model_dir, data, chief)  # after the config check
-    best = None
-    if stopping is not None:
-        trainer.restore_best()
-        if logs.get("best_step") is not None:
-            best = {"step": int(logs["best_step"]), "joint_accuracy": float(logs["best/joint_accuracy"])}
-        if chief and logs.get("stopped_early"):
-            print(f"stopped early: dev joint accuracy did not improve for {hp.patience} evaluations", flush=True)
+    trainer.restore_best()
+    best = {"step": int(logs["best_step"]), "joint_accuracy": float(logs["best/joint_accuracy"])}
+    if chief and logs.get("stopped_early"):
+        print(f"stopped early: dev joint accuracy did not improve for {hp.patience} evaluations", flush=True)
+    trainer.eval_steps = None  # --eval_steps shortens the dev evaluations only: the test report sees every dialogue
     results = trainer.evaluate(eval_fn("test"))
     if chief:
         print("\n".join(support.report_lines(results, data.slots, split="test", baseline=baseline, best=best)),

@@ -183,6 +183,20 @@ def test_file_errors(tmp_path):
     bad = write_woz(tmp_path / "cols", train="0\t0\thi\t\tnone\tnone\n")
     with pytest.raises(ZooError, match=r"train.tsv line 1 has 2 belief-state columns but the ontology has 3 slots"):
         ds.open_dialogue_state(bad)
+    latin = write_woz(tmp_path / "latin")
+    (tmp_path / "latin" / "test.tsv").write_bytes("0\t0\tcaf\u00e9\t\tnone\tnone\tnone\n".encode("latin-1"))
+    with pytest.raises(ZooError) as e:
+        ds.open_dialogue_state(latin)
+    message = str(e.value)
+    assert "\n" not in message and "latin/test.tsv is not UTF-8" in message and "--data_dir" in message
+
+
+def test_data_sha1_pins_the_split_files(tmp_path):
+    """The SHA-1 of the three tsv files' bytes: the same data gives the same hash, any edit another."""
+    first = ds.open_dialogue_state(write_woz(tmp_path / "a")).files_sha1
+    assert len(first) == 40 and first == ds.open_dialogue_state(write_woz(tmp_path / "b")).files_sha1
+    edited = ds.open_dialogue_state(write_woz(tmp_path / "c", test="1\t0\tthe east\t\teast\tnone\tnone\n"))
+    assert edited.files_sha1 != first and edited.sha1 == ds.open_dialogue_state(str(tmp_path / "a")).sha1
 
 
 def test_batches_static_and_split_over_replicas(tmp_path):
@@ -192,7 +206,9 @@ def test_batches_static_and_split_over_replicas(tmp_path):
     assert batch["token_ids"].shape == (4, 3, 8) and batch["labels"].shape == (4, 3, 3)
     context = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0, num_replicas_in_sync=2)
     assert next(iter(ds.train_dataset(arrays, global_batch_size=4, input_context=context)))["labels"].shape[0] == 2
-    batches = list(ds.eval_dataset(arrays, global_batch_size=3, pad_id=7).as_numpy_iterator())  # + 1 padding
+    dataset = ds.eval_dataset(arrays, global_batch_size=3, pad_id=7)
+    assert dataset.element_spec["labels"].shape.as_list() == [3, 3, 3]  # static: one compiled eval step
+    batches = list(dataset.as_numpy_iterator())  # + 1 padding dialogue
     assert len(batches) == 1 and batches[0]["labels"].shape == (3, 3, 3)
     assert (batches[0]["labels"][2] == -1).all() and (batches[0]["token_ids"][2] == 7).all()
     np.testing.assert_array_equal(batches[0]["labels"][:2], arrays["labels"])

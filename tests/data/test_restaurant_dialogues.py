@@ -3,6 +3,7 @@
 import collections
 import json
 import random
+import re
 
 import numpy as np
 
@@ -66,3 +67,21 @@ def test_default_majority_baseline_is_low(tmp_path):
         labels[split] = np.array(rows)
     baseline = dialogue_state.majority_baseline(labels["train"], labels["test"])
     assert baseline["joint_accuracy"] < 0.1 and baseline["slot_accuracy"] < 0.3
+
+
+def test_no_turn_informs_and_dismisses_the_same_slot():
+    """"<inform>, and i don't care about <slot>": the inform is about another slot (its label would otherwise
+    contradict the text: the old generator did this in 18 of 3,578 default training turns)."""
+    rng = random.Random(0)
+    phrases = {slot: [p for v in rd.ONTOLOGY[slot] for p in rd.SAY.get(v, [v])] for slot in rd.SLOTS}
+    checked = 0
+    for _ in range(2000):
+        for user, _, state in rd.generate_dialogue(rng):
+            for slot in rd.SLOTS:
+                for dismissal in rd.DONT_CARE[slot]:
+                    if user.endswith(f", and {dismissal}") and not user.startswith("yes, and "):
+                        said = user[:-len(f", and {dismissal}")]
+                        checked += 1
+                        assert state[slot] == rd.DONTCARE
+                        assert not any(re.search(rf"\b{re.escape(p)}\b", said) for p in phrases[slot]), user
+    assert checked > 100

@@ -38,6 +38,8 @@ def test_default_run_trains_reports_and_exports(first_run):
         assert os.path.exists(model_dir / name), name
     config = json.loads((model_dir / "config.json").read_text())
     assert len(config["vocab_sha1"]) == 40 and len(config["ontology_sha1"]) == 40 and config["turns"] == 8
+    assert len(config["data_sha1"]) == 40 and "vocab_size" not in config  # the vocabulary's SHA-1 pins it
+    assert config["encoder"] == {"vocabulary_size": len((model_dir / "vocab.txt").read_text().splitlines())}
     report = json.loads((model_dir / "test_results.json").read_text())
     assert set(report["per_slot_accuracy"]) == {"area", "food", "price range"}
     assert 0 <= report["joint_accuracy"] <= report["slot_accuracy"] <= 1
@@ -95,7 +97,7 @@ def test_official_woz_format_with_unknown_values_mapped(tmp_path):
     ("slot", [], ["ontology is missing slot(s) hotel-parking", "--data_dir"]),
     ("unknown", [], ["3 belief-state values", "hotel-area 3 (e.g. 'south')", "--unknown_values=none"]),
     (None, ["--max_label_length=3"], ["--max_label_length=3; raise --max_label_length to at least"]),
-    (None, ["--init_checkpoint={tmp}/nowhere"], ["--init_checkpoint", "--vocab_file"]),
+    (None, ["--init_checkpoint={tmp}/nowhere"], ["--init_checkpoint={tmp}/nowhere does not exist"]),
     (None, ["--vocab_file={tmp}/nowhere.txt"], ["nowhere.txt", "--vocab_file"]),
     (None, ["--config=bert_huge"], ["unknown --config='bert_huge'", "bert_tiny"]),
     (None, ["--rnn=transformer"], ["unknown --rnn='transformer'", "gru, lstm"]),
@@ -113,16 +115,25 @@ def test_bad_input(tmp_path, setup, flags, fragments):
         rows = ["d\t0\thi\t\t4\tnone", "d\t1\tsouth\twhat area ?\t4\tsouth"]
         data = [f"--data_dir={write_multiwoz(tmp_path / 'd', rows=rows)}"]
     flags = [f.format(tmp=tmp_path) for f in flags]
-    assert_one_line_error(run(f"--model_dir={tmp_path / 'm'}", *SMALL, *data, *flags), *fragments)
+    assert_one_line_error(run(f"--model_dir={tmp_path / 'm'}", *SMALL, *data, *flags),
+                          *(f.format(tmp=tmp_path) for f in fragments))
 
 
 @pytest.mark.parametrize("changed, message", [
     ("--hidden_dim=32", "hidden_dim: 16 in the checkpoint, 32 now"),
-    ("--vocab_size=200", "vocab_size: 300 in the checkpoint, 200 now"),
+    ("--data_dir={edited}", "data_sha1: "),  # the same dialogue count, one utterance changed
 ])
-def test_model_dir_from_a_different_config(first_run, changed, message):
+def test_model_dir_from_a_different_config(tmp_path, first_run, changed, message):
+    import shutil
+
+    edited = shutil.copytree(first_run[0] / "data", tmp_path / "data")
+    lines = (edited / "test.tsv").read_text().splitlines(keepends=True)
+    fields = lines[1].split("\t")
+    (edited / "test.tsv").write_text("".join(lines[:1] + ["\t".join(fields[:2] + ["hello"] + fields[3:])]
+                                             + lines[2:]))
+    changed = changed.format(edited=edited)
     flags = [f for f in SMALL if f.split("=")[0] != changed.split("=")[0]]
-    assert_one_line_error(run(f"--model_dir={first_run[0]}", "--export_dir=", *flags, changed),
+    assert_one_line_error(run(f"--model_dir={first_run[0]}", "--export_dir=", "--train_steps=8", *flags, changed),
                           "different config", message)
 
 
@@ -138,13 +149,14 @@ def test_other_vocabulary_refused_on_resume(tmp_path, first_run):
 
 def test_two_cpu_replicas_match_one(tmp_path, first_run):
     """The recipe under a 2-replica MirroredStrategy ends where a 1-replica run ends (dropout off), with the
-    same test report."""
+    same test report: of the whole test split even with --eval_steps, after restoring the best weights even
+    with --patience=0."""
     import numpy as np
 
     common = ["--strategy=mirrored", "--export_dir=", f"--vocab_file={first_run[0] / 'vocab.txt'}",
               "--train_steps=3", "--dropout=0", "--patience=0", *SMALL[:-1]]
     one = run(f"--model_dir={tmp_path / 'one'}", *common)
-    two = run(f"--model_dir={tmp_path / 'two'}", *common, env={"ZOO_CPU_REPLICAS": "2"})
+    two = run(f"--model_dir={tmp_path / 'two'}", *common, "--eval_steps=1", env={"ZOO_CPU_REPLICAS": "2"})
     assert one.returncode == 0 and two.returncode == 0, one.stderr[-2000:] + two.stderr[-2000:]
     assert "1 replica(s)" in one.stdout and "2 replica(s)" in two.stdout
     a, b = (tf.train.load_checkpoint(str(tmp_path / d)) for d in ("one", "two"))
@@ -155,6 +167,9 @@ def test_two_cpu_replicas_match_one(tmp_path, first_run):
     reports = [json.loads((tmp_path / d / "test_results.json").read_text()) for d in ("one", "two")]
     assert reports[0]["joint_accuracy"] == pytest.approx(reports[1]["joint_accuracy"], abs=1e-6)
     assert reports[0]["slot_accuracy"] == pytest.approx(reports[1]["slot_accuracy"], abs=1e-6)
+    assert reports[0]["loss"] == pytest.approx(reports[1]["loss"], rel=1e-4)
+    assert reports[0]["best"]["step"] == reports[1]["best"]["step"] == 3
+    assert "restored the best weights" in two.stderr
 
 
 def test_both_encoders_start_from_init_checkpoint(tmp_path):
@@ -194,11 +209,24 @@ def test_both_encoders_start_from_init_checkpoint(tmp_path):
     np.testing.assert_allclose(saved.get_tensor("model/value_table/.ATTRIBUTES/VARIABLE_VALUE"), values, atol=1e-5)
     np.testing.assert_allclose(saved.get_tensor("model/slot_table/.ATTRIBUTES/VARIABLE_VALUE"), slots, atol=1e-5)
 
+    short = ["--export_dir=", "--train_steps=1", "--learning_rate=1e-30", "--weight_decay=0", "--clip_norm=0",
+             "--max_seq_length=16", "--hidden_dim=8", "--global_batch_size=2"]
+    resumed = run(f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--max_label_length=8", *short)
+    assert_one_line_error(resumed, "different config", "encoder: ")  # without --init_checkpoint: other sizes
+    too_long = run(f"--data_dir={data_dir}", f"--init_checkpoint={checkpoint}", f"--model_dir={tmp_path / 'm2'}",
+                   "--max_label_length=30", *short)
+    assert_one_line_error(too_long, "--max_label_length=30 exceeds the encoder's position table (24",
+                          "lower --max_label_length")
+
 
 def test_kobert_config_trains_a_sentencepiece_vocabulary(tmp_path):
+    """(Over the vocab.txt an aborted first run left: without config.json it is not the run's vocabulary.)"""
     model_dir, export_dir = tmp_path / "m", tmp_path / "e"
+    model_dir.mkdir()
+    (model_dir / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "stale"]) + "\n")
     result = run("--config=kobert_tiny", f"--model_dir={model_dir}", f"--export_dir={export_dir}",
                  "--train_steps=2", *SMALL)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "(sentencepiece)" in result.stdout and os.path.exists(model_dir / "spiece.model")
+    assert not os.path.exists(model_dir / "vocab.txt")
     assert (export_dir / "1" / "assets" / "spiece.model").read_bytes() == (model_dir / "spiece.model").read_bytes()

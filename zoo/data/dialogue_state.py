@@ -78,6 +78,7 @@ class DialogueStateData:
     labels: list
     splits: dict
     unknown: dict
+    files_sha1: str = ""  # SHA-1 of the split files' bytes, in SPLITS order (config.json pins the data)
 
     @property
     def ontology(self):
@@ -112,12 +113,13 @@ def open_dialogue_state(data_dir, *, unknown_values="error", splits=SPLITS, flag
     labels = [ontology[s] for s in slots]
     index = [{value: i for i, value in enumerate(values)} for values in labels]
     read, unknown, examples = {}, {}, {}
+    digest = hashlib.sha1()
     for split in splits:
         path = os.path.join(data_dir, f"{split}.tsv")
         if not os.path.isfile(path):
             raise ZooError(f"{flag}={data_dir} has no {split}.tsv; the SUMBT format needs train.tsv, dev.tsv and "
                            "test.tsv beside the ontology")
-        dialogues, counts, seen = _read_tsv(path, slots, index, flag)
+        dialogues, counts, seen = _read_tsv(path, slots, index, flag, digest)
         read[split], unknown[split], examples[split] = dialogues, counts, seen
     total = collections.Counter()
     for counts in unknown.values():
@@ -129,7 +131,7 @@ def open_dialogue_state(data_dir, *, unknown_values="error", splits=SPLITS, flag
                        f"{'; '.join(parts[:4])}{'; ...' if len(parts) > 4 else ''}; add them to the ontology, or "
                        "pass --unknown_values=none to map them to \"none\" as the original SUMBT preprocessing does")
     texts = ["price range" if s == "pricerange" else s for s in slots]
-    return DialogueStateData(data_dir, slots, texts, labels, read, unknown)
+    return DialogueStateData(data_dir, slots, texts, labels, read, unknown, digest.hexdigest())
 
 
 def examples_of(examples, slot, limit=3):
@@ -170,10 +172,18 @@ def read_ontology(data_dir, flag="--data_dir"):
     return ontology
 
 
-def _read_tsv(path, slots, index, flag):
-    """Dialogues of one tsv file; values not in the ontology become "none" and are counted per slot."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+def _read_tsv(path, slots, index, flag, digest=None):
+    """Dialogues of one tsv file; values not in the ontology become "none" and are counted per slot. The
+    file's bytes go into `digest` (a hashlib object) when given."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if digest is not None:
+        digest.update(hashlib.sha1(raw).digest())
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise ZooError(f"{path} is not UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r}); convert it to UTF-8 "
+                       f"(e.g. iconv -t utf-8) in {flag}") from None
     columns = None  # slot columns named by a header comment, mapped to the ontology's order
     order = list(range(len(slots)))
     dialogues, counts, seen = [], collections.Counter(), collections.defaultdict(list)
@@ -347,7 +357,8 @@ def eval_dataset(arrays, *, global_batch_size, input_context=None, pad_id=0):
         arrays = {k: np.concatenate([v, np.full((extra, *v.shape[1:]), fill.get(k, 0), v.dtype)])
                   for k, v in arrays.items()}
     ds = shard(tf.data.Dataset.from_tensor_slices(arrays), input_context)
-    return ds.batch(per_replica_batch_size(global_batch_size, input_context)).prefetch(tf.data.AUTOTUNE)
+    batch = per_replica_batch_size(global_batch_size, input_context)  # every shard holds a multiple of it
+    return ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def majority_baseline(train_labels, eval_labels):

@@ -134,7 +134,7 @@ def generate_dialogue(rng):
                 state[slot] = DONTCARE
                 user = rng.choice(NO_PREFERENCE_ANSWERS)  # only the system turn says which slot
             elif answer < 0.9:
-                other = rng.choice(SLOTS)
+                other = rng.choice([s for s in SLOTS if s != slot])  # not the slot the user doesn't care about
                 value = rng.choice(ONTOLOGY[other])
                 state[other] = value
                 user = f"{_inform(rng, other, value)}, and {rng.choice(DONT_CARE[slot])}"

@@ -49,14 +49,21 @@ def _own_vocabulary(model_dir):
 
 
 def run_vocabulary(model_dir, data, *, vocab_file, init_checkpoint, config, vocab_size, chief):
-    """The run's `BertVocabulary`, in order: `--vocab_file`; the one in `--model_dir` (a resumed run keeps
-    its own); the `vocab.txt`/`spiece.model` beside `--init_checkpoint`; else one trained on the training
-    dialogues and the ontology (WordPiece; SentencePiece for a `kobert*` config). The chief saves it in
-    `--model_dir` when none is there yet (config.json keeps its SHA-1, so a different one is refused)."""
+    """The run's `BertVocabulary`, in order: `--vocab_file`; the one in `--model_dir` of a recorded run (one
+    with config.json: a resumed run keeps its own); the `vocab.txt`/`spiece.model` beside `--init_checkpoint`;
+    else one trained on the training dialogues and the ontology (WordPiece; SentencePiece for a `kobert*`
+    config). Unless the run is recorded, the chief saves it in `--model_dir` (atomically), replacing what an
+    aborted first run left there (config.json then keeps its SHA-1, so a different one is refused)."""
     from zoo.data import dialogue_state, wordpiece
-    from zoo.data.bert_vocabulary import BertVocabulary, load_bert_vocabulary, train_sentencepiece_vocabulary
+    from zoo.data.bert_vocabulary import FILE_NAMES, BertVocabulary, load_bert_vocabulary
+    from zoo.data.bert_vocabulary import train_sentencepiece_vocabulary
+    from zoo.training.trainer import CONFIG_FILE
 
-    own = _own_vocabulary(model_dir)
+    if init_checkpoint and not os.path.exists(init_checkpoint):
+        raise ZooError(f"--init_checkpoint={init_checkpoint} does not exist; give a Hugging Face BERT directory "
+                       "(config.json + model.safetensors) or keras-hub BertBackbone weights")
+    recorded = os.path.exists(os.path.join(model_dir, CONFIG_FILE))
+    own = _own_vocabulary(model_dir) if recorded else None
     if vocab_file:
         vocab = load_bert_vocabulary(vocab_file, flag="--vocab_file")
     elif own:
@@ -75,7 +82,10 @@ def run_vocabulary(model_dir, data, *, vocab_file, init_checkpoint, config, voca
             vocab = train_sentencepiece_vocabulary(texts, vocab_size)
         else:
             vocab = BertVocabulary.from_wordpiece(wordpiece.train_vocabulary([texts], vocab_size))
-    if chief and own is None:
+    if chief and not recorded:
+        for name in FILE_NAMES.values():  # an aborted run's vocabulary of the other kind
+            if name != vocab.file_name and os.path.exists(os.path.join(model_dir, name)):
+                os.remove(os.path.join(model_dir, name))
         vocab.save(model_dir)
     return vocab
 
