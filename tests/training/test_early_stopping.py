@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from zoo.errors import ZooError
 from zoo.ops import global_step, weighted_mean
-from zoo.training.early_stopping import EarlyStopping
+from zoo.training.checkpoints import checkpoint_numbers
+from zoo.training.early_stopping import BEST_STEP_KEY, EarlyStopping
 from zoo.training.trainer import Trainer
 from tests.training.test_multi_worker import _free_ports
 
@@ -225,6 +226,122 @@ def test_two_workers_stop_as_one_process(tmp_path):
     assert str(w0["best_dir"]) == str(tmp_path / "mw" / "best")
     assert os.path.exists(tmp_path / "mw" / "best" / "ckpt-8.index")
     assert not str(w1["best_dir"]).startswith(str(tmp_path)) and not os.path.exists(str(w1["best_dir"]))
+
+
+def _best_steps(model_dir):
+    names = os.listdir(os.path.join(model_dir, "best"))
+    return sorted({int(n[len("ckpt-"):].split(".")[0]) for n in names if n.startswith("ckpt-")})
+
+
+def _named_steps(model_dir):
+    """The best steps named by the regular checkpoints on disk."""
+    return sorted({int(tf.train.load_variable(os.path.join(model_dir, f"ckpt-{n}"), BEST_STEP_KEY))
+                   for n in checkpoint_numbers(model_dir)})
+
+
+def test_kill_between_improvement_and_checkpoint_keeps_the_named_best(tmp_path):
+    """Fix: best/ used to keep one checkpoint, so an improvement at 6 deleted best/ckpt-4 while the regular
+    checkpoint at 4 (the only one a resume finds) still named it."""
+    scores = np.full(41, 0.2, "float32")
+    scores[[4, 6]] = [0.5, 0.7]  # improvements at 4 (a checkpoint step) and 6 (not one: checkpoints every 4)
+
+    def kill(step, logs):
+        if step == 7:
+            raise KeyboardInterrupt
+
+    _, killed, snapshots = _trainer(tmp_path, scores=scores, hooks=[kill])
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+    assert _best_steps(tmp_path) == [4, 6] and _named_steps(tmp_path) == [4]
+    # Resumed from step 4 with --train_steps cut before the improvement: the final evaluation at 5 does not
+    # improve, so the best is step 4's weights; the checkpoint at 5 prunes the orphaned best/ckpt-6.
+    model, trainer, _ = _trainer(tmp_path, scores=scores, train_steps=5)
+    logs = trainer.train()
+    assert logs["best_step"] == 4 and logs["best/score"] == pytest.approx(0.5) and logs["stopped_early"] is False
+    assert trainer.restore_best().endswith(os.path.join("best", "ckpt-4"))
+    _assert_weights(model.get_weights(), snapshots[4])
+    assert _best_steps(tmp_path) == _named_steps(tmp_path) == [4]
+
+
+def test_best_dir_holds_only_what_checkpoints_name(tmp_path):
+    seen = []
+
+    def check(step, logs):  # training logs at a checkpoint step come right after its save (and pruning)
+        if step % 4 == 0 and "loss" in logs:
+            seen.append((step, _best_steps(tmp_path), _named_steps(tmp_path)))
+
+    scores = np.zeros(23, "float32")  # improvements at 2, 4, 8, 16, 18 (between checkpoints), 20 and 22
+    scores[2::2] = [0.1, 0.5, 0.4, 0.6, 0.55, 0.6, 0.59, 0.7, 0.8, 0.85, 0.9]
+    _trainer(tmp_path, scores=scores, hooks=[check], max_to_keep=2, train_steps=22,
+             early_stopping=EarlyStopping("score", patience=10))[1].train()
+    assert [s for s, _, _ in seen] == [4, 8, 12, 16, 20]
+    assert [best for _, best, _ in seen] == [[2], [4], [8], [8], [16, 18]]  # ckpt-20 saved before evaluating 20
+    assert all(best == named for _, best, named in seen), seen
+    assert _best_steps(tmp_path) == _named_steps(tmp_path) == [20, 22]  # ckpt-20, ckpt-22 after their decisions
+
+
+@pytest.mark.parametrize("with_early_stopping", [False, True])
+def test_failing_evaluation_keeps_the_checkpoint_of_its_step(tmp_path, with_early_stopping):
+    """Fix: the evaluation ran before the checkpoint of its step, so an evaluation that failed lost it."""
+    def failing(step):
+        def extra():
+            if int(trainer.step.numpy()) == step:
+                raise RuntimeError("decoding ran out of memory")
+            return {}
+        return extra
+
+    es = "default" if with_early_stopping else None
+    fail_at = 12 if with_early_stopping else 30
+    _, trainer, snapshots = _trainer(tmp_path / "failed", early_stopping=es, eval_extras=[failing(fail_at)])
+    with pytest.raises(RuntimeError, match="out of memory"):
+        trainer.train()
+    assert tf.train.latest_checkpoint(str(tmp_path / "failed")).endswith(f"ckpt-{fail_at}")
+    if not with_early_stopping:
+        return
+    # The checkpoint at 12 was saved before the decision (1 evaluation without improvement, the last at
+    # 10); resumed, the run evaluates step 12 again before training on, and decides as an uninterrupted one.
+    path = str(tmp_path / "failed" / "ckpt-12")
+    assert tf.train.load_variable(path, "early_stopping/wait/.ATTRIBUTES/VARIABLE_VALUE") == 1
+    straight, trainer, straight_snapshots = _trainer(tmp_path / "straight")
+    straight_logs = trainer.train()
+    for n, wait in ((12, 2), (14, 3)):  # the checkpoints hold the state after the decision of their step
+        path = str(tmp_path / "straight" / f"ckpt-{n}")
+        assert tf.train.load_variable(path, "early_stopping/wait/.ATTRIBUTES/VARIABLE_VALUE") == wait
+        assert tf.train.load_variable(path, "early_stopping/evaluated/.ATTRIBUTES/VARIABLE_VALUE") == n
+    resumed, trainer, snapshots = _trainer(tmp_path / "failed")
+    logs = trainer.train()
+    assert min(snapshots) == 13 and int(trainer.step.numpy()) == 14
+    assert logs == pytest.approx(straight_logs)
+    _assert_weights(resumed.get_weights(), straight_snapshots[14], rtol=1e-6, atol=1e-7)
+    trainer.restore_best()
+    _assert_weights(resumed.get_weights(), straight_snapshots[8], rtol=1e-6, atol=1e-7)
+
+
+def test_early_stop_logs_the_partial_interval(tmp_path):
+    """Fix: a stop between log steps skipped the last training log, and train() returned a stale loss."""
+    losses = {}
+    _trainer(tmp_path / "every_step",
+             hooks=[lambda step, logs: losses.update({step: logs["loss"]} if "loss" in logs else {})])[1].train()
+    seen = []
+    _, trainer, _ = _trainer(tmp_path / "every_5", log_every=5, hooks=[lambda step, logs: seen.append((step, logs))])
+    logs = trainer.train()
+    train_logs = [(step, logs["loss"]) for step, logs in seen if "loss" in logs]
+    assert [step for step, _ in train_logs] == [5, 10, 14]
+    expected = np.mean([losses[s] for s in range(11, 15)])
+    assert train_logs[-1][1] == pytest.approx(expected, rel=1e-6) and logs["loss"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_rerun_with_early_stopping_of_a_run_finished_without_it(tmp_path):
+    """Fix: the rerun's evaluation was never counted, so restore_best() had no best weights."""
+    _, trainer, snapshots = _trainer(tmp_path, early_stopping=None, train_steps=8, eval_every=None)
+    trainer.train()
+    model, trainer, _ = _trainer(tmp_path, train_steps=8)
+    logs = trainer.train()
+    assert logs["best_step"] == 8 and logs["best/score"] == pytest.approx(0.6) and logs["stopped_early"] is False
+    trainer.restore_best()
+    _assert_weights(model.get_weights(), snapshots[8])
+    _, trainer, _ = _trainer(tmp_path, train_steps=8)  # counted once: a second rerun does not count it again
+    assert trainer.train()["best_step"] == 8 and trainer.early_stopping.wait == 0
 
 
 def test_errors(tmp_path):

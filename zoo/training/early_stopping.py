@@ -21,26 +21,32 @@ Every evaluation of the trainer (each `eval_every` steps and the final one) is c
 an improvement (by more than `min_delta`) saves the weights and resets the count, anything else (NaN too)
 adds one; at `patience` the trainer writes a regular checkpoint at that step and returns.
 
-State: the best value, its step, the count and "stopped" are variables in the trainer's regular checkpoint
-(taken after the evaluation of the same step), so a run killed mid-way and resumed decides exactly as an
-uninterrupted one. A rerun of a run that stopped early prints "... stopped early at step N (best ... at step
-M) ..." and trains no further (its `train()` returns the same logs, with a fresh final evaluation). A run
-checkpointed without early stopping and resumed with it starts the count then; one resumed without it
-trains on.
+State: the best value, its step, the count, "stopped" and the step of the last counted evaluation are
+variables in the trainer's regular checkpoint, so a run killed mid-way and resumed decides exactly as an
+uninterrupted one. At an evaluation step that is also a checkpoint step the trainer saves before evaluating
+(a failing evaluation loses no training) and again after the decision; a run resumed from the first of
+those saves (killed in between) evaluates that step again before training on (`pending`). A rerun of a run
+that stopped early prints "... stopped early at step N (best ... at step M) ..." and trains no further (its
+`train()` returns the same logs, with a fresh final evaluation). A run checkpointed without early stopping
+and resumed (or rerun when finished) with it counts the evaluation of its checkpoint's step, if that step
+is an evaluation step, and every later one; one resumed without it trains on.
 
-Best weights: `model.weights` (no optimizer slots, no carried per-replica state) through a
-`tf.train.CheckpointManager(max_to_keep=1)` in `best/`, numbered by step. TensorFlow writes the new files,
-then replaces the `checkpoint` bookkeeping file by a rename, and only then deletes the previous checkpoint,
-so a kill at any moment leaves the previous best whole on disk. `restore_best` reads exactly
-`best/ckpt-<best step>`, the step the regular checkpoint names. Under MultiWorkerMirroredStrategy only the
-chief writes `best/`; the other workers write the same checkpoint to a temporary directory of their own
-(removed when the process exits) and read it back from there, so no worker reads a half-written `best/`;
-every worker takes the same decision, as evaluation results are already global.
+Best weights: `model.weights` (no optimizer slots, no carried per-replica state) written as
+`best/ckpt-<step>` by `tf.train.Checkpoint.write` (index last; a best checkpoint is only read once a regular
+checkpoint names its step, i.e. after it was whole on disk). Nothing is deleted when a better one comes:
+after each regular checkpoint, `prune` removes the best checkpoints that neither an intact regular
+checkpoint on disk (any of them may be the one a resume restores) nor the current state names, so `best/`
+holds at most one more checkpoint than there are regular ones. `restore_best` reads exactly
+`best/ckpt-<best step>`. Under MultiWorkerMirroredStrategy only the chief writes `best/`; the other workers
+write the same checkpoint to a temporary directory of their own (removed when the process exits) and read
+it back from there, so no worker reads a half-written `best/`; every worker takes the same decision, as
+evaluation results are already global.
 """
 
 import atexit
 import copy
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -50,9 +56,11 @@ import tensorflow as tf
 
 from zoo.errors import ZooError
 from zoo.layers.carried_state import is_carried_state
-from zoo.training.checkpoints import _first_line
+from zoo.training.checkpoints import _first_line, checkpoint_numbers
 
 BEST_DIR = "best"
+BEST_STEP_KEY = "early_stopping/best_step/.ATTRIBUTES/VARIABLE_VALUE"
+_BEST_FILE = re.compile(r"^ckpt-(\d+)(\.index|\.data-\d+-of-\d+|_temp.*)$")
 MODES = ("max", "min")
 
 
@@ -88,7 +96,7 @@ class EarlyStopping:
             raise ZooError(f"early stopping on {self.metric!r} needs evaluation data: pass eval_dataset_fn (the "
                            "dev split), or drop early stopping")
         bound = copy.copy(self)
-        bound.trainer, bound._manager = trainer, None
+        bound.trainer, bound._directory, bound._writer = trainer, None, None
         start = -np.inf if self.mode == "max" else np.inf
         with trainer.strategy.scope():
             def variable(value, dtype, name):
@@ -99,7 +107,8 @@ class EarlyStopping:
                 best=variable(start, tf.float64, "early_stopping_best"),
                 best_step=variable(-1, tf.int64, "early_stopping_best_step"),
                 wait=variable(0, tf.int64, "early_stopping_wait"),
-                stopped=variable(0, tf.int64, "early_stopping_stopped"))
+                stopped=variable(0, tf.int64, "early_stopping_stopped"),
+                evaluated=variable(-1, tf.int64, "early_stopping_evaluated"))
         return bound
 
     # === State ===
@@ -132,6 +141,23 @@ class EarlyStopping:
             tf.train.Checkpoint(early_stopping=self.state).read(path).expect_partial()
         checkpoint.early_stopping = self.state
 
+    def pending(self, step):
+        """Whether the evaluation of `step`, the step a run starts at, is still to be counted: the
+        checkpoint was written before that evaluation's decision (or without early stopping)."""
+        trainer = self.trainer
+        evaluates = step >= trainer.train_steps or bool(trainer.eval_every) and step % trainer.eval_every == 0
+        return step > 0 and evaluates and not self.stopped and int(self.state.evaluated.numpy()) < step
+
+    def catch_up(self, step, evaluate, save):
+        """When the evaluation of `step` is `pending`, runs `evaluate()`, counts its results and calls
+        `save()` (the Trainer's, at the start of `train()`); returns those results, else None."""
+        if not self.pending(step):
+            return None
+        results = evaluate()
+        self.update(step, results)
+        save()
+        return results
+
     def stopped_message(self, step):
         return (f"the run in {self.trainer.model_dir} stopped early at step {step} (best {self.metric} "
                 f"{self.best:.6g} at step {self.best_step}, then {self.wait} evaluations without improvement); "
@@ -149,6 +175,7 @@ class EarlyStopping:
             raise ZooError(f"the early-stopping metric {self.metric!r} has shape {value.shape}, not a single "
                            "number; choose a scalar evaluation result")
         value, best = float(value), self.best
+        self.state.evaluated.assign(step)
         if value > best + self.min_delta if self.mode == "max" else value < best - self.min_delta:
             self._save_best(step)  # before the state names it
             self.state.best.assign(value)
@@ -169,22 +196,46 @@ class EarlyStopping:
     def _weights(self):
         return [v for v in self.trainer.model.weights if not is_carried_state(v)]
 
-    def _save_best(self, step):
-        if self._manager is None:
+    def _own_directory(self):
+        """Where this process writes best checkpoints (made on first use)."""
+        if self._directory is None:
             if self.trainer.is_chief:
-                directory = os.path.join(self.trainer.model_dir, BEST_DIR)
+                self._directory = os.path.join(self.trainer.model_dir, BEST_DIR)
+                tf.io.gfile.makedirs(self._directory)
             else:  # same checkpoint, every worker writing, as the Trainer's own; read back by this worker
-                directory = tempfile.mkdtemp(prefix="zoo-worker-best-")
-                atexit.register(shutil.rmtree, directory, True)
-            self._manager = tf.train.CheckpointManager(tf.train.Checkpoint(weights=self._weights()), directory,
-                                                       max_to_keep=1)
-        self._manager.save(checkpoint_number=step)
+                self._directory = tempfile.mkdtemp(prefix="zoo-worker-best-")
+                atexit.register(shutil.rmtree, self._directory, True)
+        return self._directory
+
+    def _save_best(self, step):
+        if self._writer is None:
+            self._writer = tf.train.Checkpoint(weights=self._weights())
+        self._writer.write(os.path.join(self._own_directory(), f"ckpt-{step}"))
+
+    def prune(self, checkpoint_dir):
+        """Removes the best checkpoints that no intact regular checkpoint in `checkpoint_dir` (this process's
+        own) and not the current state names; the Trainer calls it after each regular checkpoint."""
+        if not self.trainer.is_chief and self._directory is None:
+            return  # a worker's best checkpoints are its own temporary copies; it never touches best/
+        named = {self.best_step}
+        for number in checkpoint_numbers(checkpoint_dir):
+            try:
+                named.add(int(tf.train.load_variable(os.path.join(checkpoint_dir, f"ckpt-{number}"), BEST_STEP_KEY)))
+            except (ValueError, tf.errors.OpError):  # damaged (never restored), or written without early stopping
+                continue
+        directory = self._own_directory()
+        for name in tf.io.gfile.listdir(directory):
+            match = _BEST_FILE.match(name.rstrip("/"))
+            if match and int(match.group(1)) not in named:
+                path = os.path.join(directory, name.rstrip("/"))
+                if tf.io.gfile.isdir(path):
+                    tf.io.gfile.rmtree(path)
+                else:
+                    tf.io.gfile.remove(path)
 
     def best_directory(self):
         """Where `restore_best` reads: this process's own copy once it saved one, else `<model_dir>/best`."""
-        if self._manager is not None:
-            return self._manager.directory
-        return os.path.join(self.trainer.model_dir, BEST_DIR)
+        return self._directory or os.path.join(self.trainer.model_dir, BEST_DIR)
 
     def restore_best(self):
         """Loads the best evaluation's weights into the model (every replica); returns the checkpoint path."""

@@ -60,7 +60,8 @@ class Trainer:
             repeating; the trainer skips the batches already consumed when it resumes.
         global_batch_size: examples per step over all replicas; must divide by the replica count.
         train_steps: the step count to reach; a resumed run continues up to it.
-        checkpoint_every: steps between checkpoints (one is always written at the end).
+        checkpoint_every: steps between checkpoints (one is always written at the end); a checkpoint step's
+            evaluation runs after its checkpoint, so an evaluation that fails loses no training.
         log_every: steps between progress-bar, TensorBoard and hook updates; logged values are means over
             the interval.
         jit_compile: compile the per-replica step with XLA.
@@ -82,6 +83,7 @@ class Trainer:
         learning_rate_flag: the flag that sets the learning rate, named in the error when training diverges.
         early_stopping: a `zoo.training.early_stopping.EarlyStopping` (needs `eval_dataset_fn`); `train()` then
             also returns `stopped_early`, `best_step`, `best/<metric>`; `restore_best()` loads the best weights.
+            Checkpoints at evaluation steps are written again after the decision, and at an early stop.
     """
 
     def __init__(
@@ -302,18 +304,21 @@ class Trainer:
                 self.eval_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "eval"))
             if start and self.verbose:
                 print(f"Resuming from step {start} in {self.model_dir}", flush=True)
-        logs, stopped = {}, self.early_stopping is not None and self.early_stopping.stopped
+        logs, es = {}, self.early_stopping
         try:
             with driving_step(self.step):
+                results = es and es.catch_up(start, self._evaluate_and_report, lambda: self._save(manager, start))
+                stopped = es is not None and es.stopped
                 if start < self.train_steps and not stopped:
                     logs = self._loop(start, manager)  # evaluates at its end
                 else:
                     if self.verbose and self.is_chief:
-                        print(self.early_stopping.stopped_message(start) if stopped else
+                        print(es.stopped_message(start) if stopped else
                               f"{self.model_dir} is already at step {start} >= --train_steps={self.train_steps}")
                     if self.eval_dataset_fn is not None:
-                        logs.update({f"eval/{k}": v for k, v in self._evaluate_and_report().items()})
-                logs.update(self.early_stopping.logs() if self.early_stopping else {})
+                        results = results or self._evaluate_and_report()
+                        logs.update({f"eval/{k}": v for k, v in results.items()})
+                logs.update(es.logs() if es else {})
         finally:
             for writer in (self.summary_writer, self.eval_writer):
                 if writer is not None:
@@ -385,19 +390,25 @@ class Trainer:
             evaluate = self.eval_dataset_fn is not None and (last or self.eval_every and step % self.eval_every == 0)
             if step % self.checkpoint_every == 0 or step % self.log_every == 0 or last or evaluate:
                 self._stop_if_diverged(sums, step, manager)
+            if save := step % self.checkpoint_every == 0 or last:  # before evaluating: kept if evaluation fails
+                self._save(manager, step)
             if step % self.log_every == 0 or last:
-                values = {k: float(np.asarray(v / count)) for k, v in sums.items()}
-                self._log(step, values)
-                sums, count = {}, 0
-            if evaluate:  # before the checkpoint of the same step, which then holds the early-stopping state
+                values, sums, count = self._log(step, sums, count), {}, 0
+            if evaluate:
                 results = self._evaluate_and_report()
                 stopped = self.early_stopping is not None and self.early_stopping.update(step, results)
-            if step % self.checkpoint_every == 0 or last or stopped:
-                self.carried_state.gather()
-                manager.save(checkpoint_number=step)
-            if stopped:
+                if stopped or save and self.early_stopping is not None:
+                    self._save(manager, step)  # again: the checkpoint holds this step's decision
+            if stopped:  # after logging the partial interval up to the stop
+                values = self._log(step, sums, count, final=True) if count else values
                 break
         return {**values, **{f"eval/{k}": v for k, v in results.items()}}
+
+    def _save(self, manager, step):
+        self.carried_state.gather()
+        manager.save(checkpoint_number=step)
+        if self.early_stopping is not None:
+            self.early_stopping.prune(manager.directory)
 
     def _stop_if_diverged(self, sums, step, manager):
         """Stops with one line when the logs since the last check or the weights are not finite; nothing
@@ -432,9 +443,10 @@ class Trainer:
             self._finite_function = finite
         return bool(self._finite_function())
 
-    def _log(self, step, values):
+    def _log(self, step, sums, count, final=False):
+        values = {k: float(np.asarray(v / count)) for k, v in sums.items()}
         if not self.is_chief:
-            return
+            return values
         lr = _learning_rate(self.model)
         with self.summary_writer.as_default(step=step):
             for k, v in values.items():
@@ -444,9 +456,10 @@ class Trainer:
         if self.verbose:
             if self._progbar is None:  # shows the latest values, not running averages
                 self._progbar = keras.utils.Progbar(self.train_steps, stateful_metrics=list(values), unit_name="step")
-            self._progbar.update(step, list(values.items()), finalize=step == self.train_steps)
+            self._progbar.update(step, list(values.items()), finalize=final or step == self.train_steps)
         for hook in self.hooks:
             hook(step, values)
+        return values
 
 
 def _host_value(value):
