@@ -99,10 +99,11 @@ def test_stops_after_patience_and_restores_best_weights(tmp_path, capsys):
     assert int(trainer.step.numpy()) == 14 and max(snapshots) == 14
     assert "early stopping at step 14: score has not improved on 0.6 (step 8) in 3 evaluations" in \
         capsys.readouterr().out
-    # A regular checkpoint at the stop step (not a checkpoint_every step), and one best checkpoint.
+    # A regular checkpoint at the stop step (not a checkpoint_every step); best/ holds the best steps the kept
+    # checkpoints name: 4 (ckpt-8, saved before step 8's decision) and 8 (ckpt-12, ckpt-14).
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-14")
     assert sorted(n for n in os.listdir(tmp_path / "best") if n.startswith("ckpt")) == \
-        ["ckpt-8.data-00000-of-00001", "ckpt-8.index"]
+        ["ckpt-4.data-00000-of-00001", "ckpt-4.index", "ckpt-8.data-00000-of-00001", "ckpt-8.index"]
     _assert_weights(model.get_weights(), snapshots[14])
     assert not np.allclose(snapshots[8][0], snapshots[14][0])
     assert trainer.restore_best().endswith(os.path.join("best", "ckpt-8"))
@@ -252,15 +253,17 @@ def test_kill_between_improvement_and_checkpoint_keeps_the_named_best(tmp_path):
     _, killed, snapshots = _trainer(tmp_path, scores=scores, hooks=[kill])
     with pytest.raises(KeyboardInterrupt):
         killed.train()
-    assert _best_steps(tmp_path) == [4, 6] and _named_steps(tmp_path) == [4]
-    # Resumed from step 4 with --train_steps cut before the improvement: the final evaluation at 5 does not
-    # improve, so the best is step 4's weights; the checkpoint at 5 prunes the orphaned best/ckpt-6.
+    # ckpt-4 was saved before step 4's decision, so it names best step 2; 4 and 6 are not named yet.
+    assert _best_steps(tmp_path) == [2, 4, 6] and _named_steps(tmp_path) == [2]
+    # Resumed from step 4 with --train_steps cut before the improvement at 6: step 4's evaluation is counted
+    # again, the final one at 5 does not improve, so the best is step 4's weights; the checkpoint at 5 prunes
+    # the orphaned best/ckpt-6.
     model, trainer, _ = _trainer(tmp_path, scores=scores, train_steps=5)
     logs = trainer.train()
     assert logs["best_step"] == 4 and logs["best/score"] == pytest.approx(0.5) and logs["stopped_early"] is False
     assert trainer.restore_best().endswith(os.path.join("best", "ckpt-4"))
     _assert_weights(model.get_weights(), snapshots[4])
-    assert _best_steps(tmp_path) == _named_steps(tmp_path) == [4]
+    assert _best_steps(tmp_path) == _named_steps(tmp_path) == [2, 4]
 
 
 def test_best_dir_holds_only_what_checkpoints_name(tmp_path):
@@ -275,9 +278,11 @@ def test_best_dir_holds_only_what_checkpoints_name(tmp_path):
     _trainer(tmp_path, scores=scores, hooks=[check], max_to_keep=2, train_steps=22,
              early_stopping=EarlyStopping("score", patience=10))[1].train()
     assert [s for s, _, _ in seen] == [4, 8, 12, 16, 20]
-    assert [best for _, best, _ in seen] == [[2], [4], [8], [8], [16, 18]]  # ckpt-20 saved before evaluating 20
+    # A checkpoint at an evaluation step is saved before that step's decision, so it names the best before it.
+    assert [best for _, best, _ in seen] == [[2], [2, 4], [4, 8], [8], [8, 18]]
     assert all(best == named for _, best, named in seen), seen
-    assert _best_steps(tmp_path) == _named_steps(tmp_path) == [20, 22]  # ckpt-20, ckpt-22 after their decisions
+    # ckpt-20 and ckpt-22 name 18 and 20; 22's improvement came after the last save.
+    assert _best_steps(tmp_path) == [18, 20, 22] and _named_steps(tmp_path) == [18, 20]
 
 
 @pytest.mark.parametrize("with_early_stopping", [False, True])
@@ -304,10 +309,12 @@ def test_failing_evaluation_keeps_the_checkpoint_of_its_step(tmp_path, with_earl
     assert tf.train.load_variable(path, "early_stopping/wait/.ATTRIBUTES/VARIABLE_VALUE") == 1
     straight, trainer, straight_snapshots = _trainer(tmp_path / "straight")
     straight_logs = trainer.train()
-    for n, wait in ((12, 2), (14, 3)):  # the checkpoints hold the state after the decision of their step
+    # ckpt-12 holds the state before step 12's decision (saved once, before evaluating: a checkpoint is never
+    # rewritten in place); ckpt-14, the stop between checkpoints, the state after it.
+    for n, wait, evaluated in ((12, 1, 10), (14, 3, 14)):
         path = str(tmp_path / "straight" / f"ckpt-{n}")
         assert tf.train.load_variable(path, "early_stopping/wait/.ATTRIBUTES/VARIABLE_VALUE") == wait
-        assert tf.train.load_variable(path, "early_stopping/evaluated/.ATTRIBUTES/VARIABLE_VALUE") == n
+        assert tf.train.load_variable(path, "early_stopping/evaluated/.ATTRIBUTES/VARIABLE_VALUE") == evaluated
     resumed, trainer, snapshots = _trainer(tmp_path / "failed")
     logs = trainer.train()
     assert min(snapshots) == 13 and int(trainer.step.numpy()) == 14
@@ -369,3 +376,20 @@ def test_errors(tmp_path):
 
 if __name__ == "__main__":
     _worker(*sys.argv[1:4])
+
+
+def test_checkpoint_of_the_first_version_counts_its_step_as_evaluated(tmp_path):
+    """Checkpoints written before `evaluated` existed were always saved after their step's decision: resuming
+    one must not count that evaluation a second time."""
+    _, trainer, _ = _trainer(tmp_path / "run")
+    es = trainer.early_stopping
+    old = {name: tf.Variable(value, dtype=tf.int64 if name != "best" else tf.float64)
+           for name, value in (("best", 0.6), ("best_step", 8), ("wait", 0), ("stopped", 0))}
+    path = tf.train.Checkpoint(early_stopping=tf.train.Checkpoint(**old)).write(str(tmp_path / "old" / "ckpt-8"))
+    es.resume(tf.train.Checkpoint(), path)
+    assert (es.best_step, es.wait, int(es.state.evaluated.numpy())) == (8, 0, 8)
+    assert not es.pending(8)
+    es.state.evaluated.assign(-1)
+    new = tf.train.Checkpoint(early_stopping=es.state).write(str(tmp_path / "new" / "ckpt-8"))
+    es.resume(tf.train.Checkpoint(), new)  # a current checkpoint keeps what it recorded
+    assert int(es.state.evaluated.numpy()) == -1 and es.pending(8)

@@ -24,8 +24,9 @@ adds one; at `patience` the trainer writes a regular checkpoint at that step and
 State: the best value, its step, the count, "stopped" and the step of the last counted evaluation are
 variables in the trainer's regular checkpoint, so a run killed mid-way and resumed decides exactly as an
 uninterrupted one. At an evaluation step that is also a checkpoint step the trainer saves before evaluating
-(a failing evaluation loses no training) and again after the decision; a run resumed from the first of
-those saves (killed in between) evaluates that step again before training on (`pending`). A rerun of a run
+(a failing evaluation loses no training) and does not save that step again (rewriting a checkpoint in place
+is not atomic): a run resumed from it evaluates that step again and counts it before training on
+(`pending`), which decides as the uninterrupted run did. A stop between checkpoints is saved at its step. A rerun of a run
 that stopped early prints "... stopped early at step N (best ... at step M) ..." and trains no further (its
 `train()` returns the same logs, with a fresh final evaluation). A run checkpointed without early stopping
 and resumed (or rerun when finished) with it counts the evaluation of its checkpoint's step, if that step
@@ -36,7 +37,7 @@ Best weights: `model.weights` (no optimizer slots, no carried per-replica state)
 checkpoint names its step, i.e. after it was whole on disk). Nothing is deleted when a better one comes:
 after each regular checkpoint, `prune` removes the best checkpoints that neither an intact regular
 checkpoint on disk (any of them may be the one a resume restores) nor the current state names, so `best/`
-holds at most one more checkpoint than there are regular ones. `restore_best` reads exactly
+holds the best steps the kept checkpoints name plus the improvements since the last checkpoint. `restore_best` reads exactly
 `best/ckpt-<best step>`. Under MultiWorkerMirroredStrategy only the chief writes `best/`; the other workers
 write the same checkpoint to a temporary directory of their own (removed when the process exits) and read
 it back from there, so no worker reads a half-written `best/`; every worker takes the same decision, as
@@ -62,6 +63,9 @@ BEST_DIR = "best"
 BEST_STEP_KEY = "early_stopping/best_step/.ATTRIBUTES/VARIABLE_VALUE"
 _BEST_FILE = re.compile(r"^ckpt-(\d+)(\.index|\.data-\d+-of-\d+|_temp.*)$")
 MODES = ("max", "min")
+
+
+_EVALUATED = "early_stopping/evaluated/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 class EarlyStopping:
@@ -139,6 +143,10 @@ class EarlyStopping:
         without early stopping leaves the state new) and adds the state to `checkpoint` for later saves."""
         if path:
             tf.train.Checkpoint(early_stopping=self.state).read(path).expect_partial()
+            names = {name for name, _ in tf.train.list_variables(path)}
+            if _EVALUATED not in names and any(n.startswith("early_stopping/best_step/") for n in names):
+                # Written by the first version, which always saved after its step's decision.
+                self.state.evaluated.assign(int(path.rsplit("ckpt-", 1)[-1]))
         checkpoint.early_stopping = self.state
 
     def pending(self, step):
@@ -148,14 +156,14 @@ class EarlyStopping:
         evaluates = step >= trainer.train_steps or bool(trainer.eval_every) and step % trainer.eval_every == 0
         return step > 0 and evaluates and not self.stopped and int(self.state.evaluated.numpy()) < step
 
-    def catch_up(self, step, evaluate, save):
-        """When the evaluation of `step` is `pending`, runs `evaluate()`, counts its results and calls
-        `save()` (the Trainer's, at the start of `train()`); returns those results, else None."""
+    def catch_up(self, step, evaluate):
+        """When the evaluation of `step` is `pending`, runs `evaluate()` and counts its results (at the start of
+        `train()`; nothing is saved, so an unfinished catch-up is simply done again); returns those results,
+        else None."""
         if not self.pending(step):
             return None
         results = evaluate()
         self.update(step, results)
-        save()
         return results
 
     def stopped_message(self, step):

@@ -307,7 +307,7 @@ class Trainer:
         logs, es = {}, self.early_stopping
         try:
             with driving_step(self.step):
-                results = es and es.catch_up(start, self._evaluate_and_report, lambda: self._save(manager, start))
+                results = es and es.catch_up(start, self._evaluate_and_report)
                 stopped = es is not None and es.stopped
                 if start < self.train_steps and not stopped:
                     logs = self._loop(start, manager)  # evaluates at its end
@@ -397,10 +397,13 @@ class Trainer:
             if evaluate:
                 results = self._evaluate_and_report()
                 stopped = self.early_stopping is not None and self.early_stopping.update(step, results)
-                if stopped or save and self.early_stopping is not None:
-                    self._save(manager, step)  # again: the checkpoint holds this step's decision
+                if stopped and not save:  # never a checkpoint number twice (a rewrite is not atomic)
+                    self._save(manager, step)
             if stopped:  # after logging the partial interval up to the stop
-                values = self._log(step, sums, count, final=True) if count else values
+                if count:
+                    values = self._log(step, sums, count, final=True)
+                elif self.is_chief and self._progbar is not None:
+                    self._progbar.update(step, finalize=True)
                 break
         return {**values, **{f"eval/{k}": v for k, v in results.items()}}
 
