@@ -73,7 +73,7 @@ def test_config_json_is_the_one_before_kobert(first_run):
     started then resume; the flags added since are absent at their defaults."""
     import json
 
-    from tests.data.test_bert_pretraining import OLD_DEFAULT_CONFIG
+    from tests.recipes.test_bert_pretrain_config import OLD_DEFAULT_CONFIG
     from zoo.data.bert_vocabulary import load_bert_vocabulary
 
     model_dir = first_run[0]

@@ -342,7 +342,7 @@ def test_config_and_tensor_mismatches_name_the_flag(tmp_path):
 
 
 def test_unsupported_configs_are_refused(tmp_path):
-    for change, match in (({"hidden_act": "relu"}, r"hidden_act 'relu'; BertBackbone supports gelu, gelu_new"),
+    for change, match in (({"hidden_act": "relu"}, r"hidden_act 'relu'; BertBackbone supports gelu, gelu_python, gelu_new"),
                           ({"model_type": "roberta"}, r"model_type 'roberta'; only BERT"),
                           ({"position_embedding_type": "relative_key"}, r"absolute positions only")):
         path = write_hf(tmp_path / next(iter(change)), {**TOY, **change}, hf_tensors(TOY))
