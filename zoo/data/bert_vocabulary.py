@@ -157,6 +157,17 @@ class BertVocabulary:
         return path
 
 
+def vocabulary_file_in(directory):
+    """The `vocab.txt` or `spiece.model` in `directory` (a run's own vocabulary), or None."""
+    import tensorflow as tf
+
+    for name in FILE_NAMES.values():
+        path = os.path.join(directory, name)
+        if tf.io.gfile.exists(path):
+            return path
+    return None
+
+
 def as_vocabulary(vocabulary):
     """A `BertVocabulary` from one, a WordPiece token list, or a vocabulary file path."""
     if isinstance(vocabulary, BertVocabulary):

@@ -46,11 +46,11 @@ def run_vocabulary(model_dir, *, vocab_file, vocab_size, train_files, source, vo
     from zoo.data import bert_vocabulary
 
     vocabulary = None
-    own = [os.path.join(model_dir, name) for name in bert_vocabulary.FILE_NAMES.values()]
+    own = bert_vocabulary.vocabulary_file_in(model_dir)
     if vocab_file:
         vocabulary = bert_vocabulary.load_bert_vocabulary(vocab_file)
-    elif any(tf.io.gfile.exists(path) for path in own):
-        vocabulary = bert_vocabulary.load_bert_vocabulary(next(p for p in own if tf.io.gfile.exists(p)))
+    elif own:
+        vocabulary = bert_vocabulary.load_bert_vocabulary(own)
     elif train_files:
         if not tf.io.gfile.glob(train_files.split(",")[0].strip()):
             raise ZooError(f"--train_files={train_files!r} matches no file; give the shards "
@@ -61,19 +61,25 @@ def run_vocabulary(model_dir, *, vocab_file, vocab_size, train_files, source, vo
                            "--vocab_file (the vocabulary recipes/bert_create_data.py made them with)")
         vocabulary = bert_vocabulary.load_bert_vocabulary(beside)
     elif init_checkpoint:
-        from zoo.models.bert.bert_checkpoints import checkpoint_vocabulary
-
-        beside = checkpoint_vocabulary(init_checkpoint)
-        if beside is None:
-            raise ZooError(f"--init_checkpoint={init_checkpoint} has no vocab.txt or spiece.model beside it; pass "
-                           "the checkpoint's vocabulary as --vocab_file")
-        vocabulary = bert_vocabulary.load_bert_vocabulary(beside, flag="--init_checkpoint")
+        vocabulary = checkpoint_run_vocabulary(init_checkpoint)
     if vocabulary is not None:
         if tokenizer_flag and tokenizer_flag != vocabulary.kind:
             raise ZooError(f"--tokenizer={tokenizer_flag} but the vocabulary is {vocabulary.kind} "
                            f"({vocabulary.file_name}); drop --tokenizer or pass a matching --vocab_file")
         return vocabulary
     return train_run_vocabulary(source, vocab_size, vocab_documents, tokenizer)
+
+
+def checkpoint_run_vocabulary(init_checkpoint):
+    """The `BertVocabulary` beside `--init_checkpoint` (its vocab.txt or SentencePiece model); one line if none."""
+    from zoo.data import bert_vocabulary
+    from zoo.models.bert.bert_checkpoints import checkpoint_vocabulary
+
+    beside = checkpoint_vocabulary(init_checkpoint)
+    if beside is None:
+        raise ZooError(f"--init_checkpoint={init_checkpoint} has no vocab.txt or spiece.model beside it; pass "
+                       "the checkpoint's vocabulary as --vocab_file")
+    return bert_vocabulary.load_bert_vocabulary(beside, flag="--init_checkpoint")
 
 
 def init_backbone_config(init_checkpoint, vocabulary, seq_length):

@@ -38,16 +38,6 @@ def run_data(model_dir, *, data_dir, unknown_values, verbose=True):
     return data
 
 
-def _own_vocabulary(model_dir):
-    from zoo.data.bert_vocabulary import FILE_NAMES
-
-    for name in FILE_NAMES.values():
-        path = os.path.join(model_dir, name)
-        if os.path.exists(path):
-            return path
-    return None
-
-
 def run_vocabulary(model_dir, data, *, vocab_file, init_checkpoint, config, vocab_size, chief):
     """The run's `BertVocabulary`, in order: `--vocab_file`; the one in `--model_dir` of a recorded run (one
     with config.json: a resumed run keeps its own); the `vocab.txt`/`spiece.model` beside `--init_checkpoint`;
@@ -56,26 +46,21 @@ def run_vocabulary(model_dir, data, *, vocab_file, init_checkpoint, config, voca
     aborted first run left there (config.json then keeps its SHA-1, so a different one is refused)."""
     from zoo.data import dialogue_state, wordpiece
     from zoo.data.bert_vocabulary import FILE_NAMES, BertVocabulary, load_bert_vocabulary
-    from zoo.data.bert_vocabulary import train_sentencepiece_vocabulary
+    from zoo.data.bert_vocabulary import train_sentencepiece_vocabulary, vocabulary_file_in
+    from zoo.recipe_support.bert_data import checkpoint_run_vocabulary
     from zoo.training.trainer import CONFIG_FILE
 
     if init_checkpoint and not os.path.exists(init_checkpoint):
         raise ZooError(f"--init_checkpoint={init_checkpoint} does not exist; give a Hugging Face BERT directory "
                        "(config.json + model.safetensors) or keras-hub BertBackbone weights")
     recorded = os.path.exists(os.path.join(model_dir, CONFIG_FILE))
-    own = _own_vocabulary(model_dir) if recorded else None
+    own = vocabulary_file_in(model_dir) if recorded else None
     if vocab_file:
         vocab = load_bert_vocabulary(vocab_file, flag="--vocab_file")
     elif own:
         vocab = load_bert_vocabulary(own, flag="--model_dir")
     elif init_checkpoint:
-        from zoo.models.bert.bert_checkpoints import checkpoint_vocabulary
-
-        beside = checkpoint_vocabulary(init_checkpoint)
-        if beside is None:
-            raise ZooError(f"--init_checkpoint={init_checkpoint} has no vocab.txt or spiece.model beside it; pass "
-                           "the checkpoint's vocabulary with --vocab_file")
-        vocab = load_bert_vocabulary(beside, flag="--init_checkpoint")
+        vocab = checkpoint_run_vocabulary(init_checkpoint)
     else:
         texts = dialogue_state.vocabulary_texts(data)
         if config.startswith("kobert"):
@@ -92,8 +77,11 @@ def run_vocabulary(model_dir, data, *, vocab_file, init_checkpoint, config, voca
 
 def vocabulary_file(model_dir, vocab, chief):
     """The vocabulary file for the export's assets: the run's own; other workers save a private copy."""
-    if chief and _own_vocabulary(model_dir):
-        return _own_vocabulary(model_dir)
+    from zoo.data.bert_vocabulary import vocabulary_file_in
+
+    own = vocabulary_file_in(model_dir) if chief else None
+    if own:
+        return own
     return vocab.save(tempfile.mkdtemp(prefix="zoo-vocab-"))
 
 
