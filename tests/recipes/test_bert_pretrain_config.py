@@ -122,3 +122,18 @@ def _wordpiece_vocabulary(tokens):
     from zoo.data.bert_vocabulary import BertVocabulary
 
     return BertVocabulary.from_wordpiece(tokens)
+
+
+def test_sumbt_refuses_a_cased_wordpiece_checkpoint_too(tmp_path):
+    """sumbt_train starts both encoders from --init_checkpoint with the same uncased WordPiece tokenizer."""
+    from zoo.recipe_support import sumbt
+
+    def vocabulary(checkpoint):
+        return sumbt.run_vocabulary(str(tmp_path / "m"), None, vocab_file=None, init_checkpoint=checkpoint,
+                                    config="bert_tiny", vocab_size=100, chief=False)
+
+    assert len(vocabulary(_checkpoint(tmp_path / "uncased", tokenizer_config={"do_lower_case": True}))) == 12
+    cased = _checkpoint(tmp_path / "cased", tokenizer_config={"do_lower_case": False})
+    with pytest.raises(ZooError) as e:
+        vocabulary(cased)
+    assert "cased WordPiece model" in str(e.value) and "uncased only" in str(e.value) and "\n" not in str(e.value)

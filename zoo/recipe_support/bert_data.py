@@ -96,10 +96,15 @@ def init_backbone_config(init_checkpoint, vocabulary, seq_length):
         raise ZooError(f"--seq_length={seq_length} exceeds the {config['max_sequence_length']} positions of "
                        f"--init_checkpoint={init_checkpoint}; use --seq_length={config['max_sequence_length']} or "
                        "less")
+    check_uncased(init_checkpoint, vocabulary)
+    return config
+
+
+def check_uncased(init_checkpoint, vocabulary):
+    """One line when `--init_checkpoint` is a cased WordPiece model: zoo's WordPiece tokenizer lowercases."""
     if vocabulary.kind == "wordpiece" and _cased(init_checkpoint):
         raise ZooError(f"--init_checkpoint={init_checkpoint} is a cased WordPiece model (its tokenizer config "
                        "does not lowercase) but zoo's WordPiece tokenizer is uncased only; use an uncased checkpoint")
-    return config
 
 
 def _cased(checkpoint):

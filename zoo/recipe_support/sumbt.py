@@ -47,7 +47,7 @@ def run_vocabulary(model_dir, data, *, vocab_file, init_checkpoint, config, voca
     from zoo.data import dialogue_state, wordpiece
     from zoo.data.bert_vocabulary import FILE_NAMES, BertVocabulary, load_bert_vocabulary
     from zoo.data.bert_vocabulary import train_sentencepiece_vocabulary, vocabulary_file_in
-    from zoo.recipe_support.bert_data import checkpoint_run_vocabulary
+    from zoo.recipe_support.bert_data import check_uncased, checkpoint_run_vocabulary
     from zoo.training.trainer import CONFIG_FILE
 
     if init_checkpoint and not os.path.exists(init_checkpoint):
@@ -67,6 +67,8 @@ def run_vocabulary(model_dir, data, *, vocab_file, init_checkpoint, config, voca
             vocab = train_sentencepiece_vocabulary(texts, vocab_size)
         else:
             vocab = BertVocabulary.from_wordpiece(wordpiece.train_vocabulary([texts], vocab_size))
+    if init_checkpoint:
+        check_uncased(init_checkpoint, vocab)
     if chief and not recorded:
         for name in FILE_NAMES.values():  # an aborted run's vocabulary of the other kind
             if name != vocab.file_name and os.path.exists(os.path.join(model_dir, name)):
