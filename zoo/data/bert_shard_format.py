@@ -16,11 +16,11 @@ in any process. `metadata.json` records the format version, the vocabulary's sha
 setting and, per shard, its example count and byte size (a shorter file is a truncated one).
 """
 
-import hashlib
 import json
 import os
 import uuid
 
+from zoo.data import wordpiece
 from zoo.paths import write_file_atomically
 
 FORMAT_VERSION = 1
@@ -44,7 +44,7 @@ def vocabulary_sha1(vocabulary):
     `sha1`, or for a WordPiece token list the sha1 of its tokens joined by newlines (the same value)."""
     if hasattr(vocabulary, "sha1"):
         return vocabulary.sha1
-    return hashlib.sha1("\n".join(vocabulary).encode("utf-8")).hexdigest()
+    return wordpiece.vocabulary_sha1(vocabulary)
 
 
 def vocabulary_file(metadata):

@@ -39,7 +39,6 @@ vocab = load_bert_vocabulary(path)             # or a WordPiece "vocab.txt"
 """
 
 import functools
-import hashlib
 import os
 import unicodedata
 
@@ -103,7 +102,7 @@ class BertVocabulary:
         """WordPiece: sha1 of the tokens joined by newlines (as shards and configs always recorded it);
         SentencePiece: sha1 of the serialized model."""
         if self.kind == "wordpiece":
-            return hashlib.sha1("\n".join(self.tokens).encode("utf-8")).hexdigest()
+            return wordpiece.vocabulary_sha1(self.tokens)
         return subword.vocabulary_sha1(self.proto)
 
     @property

@@ -49,6 +49,14 @@ def train_vocabulary(documents, vocab_size, path=None):
     return vocabulary
 
 
+def vocabulary_sha1(vocabulary):
+    """The fingerprint of a WordPiece vocabulary (token list) that configs and shard metadata record: the sha1
+    of its tokens joined by newlines."""
+    import hashlib
+
+    return hashlib.sha1("\n".join(vocabulary).encode("utf-8")).hexdigest()
+
+
 def write_vocabulary(vocabulary, path):
     """Writes one token per line to `path` via a temporary file and a rename, so it is never half-written."""
     write_file_atomically(path, "".join(token + "\n" for token in vocabulary))
