@@ -6,8 +6,8 @@ from zoo.layers.config import Configurable
 from zoo.layers.drop_path import ScheduledDropPath, drop_path_progress
 from zoo.layers.hmm import HiddenMarkovModel
 from zoo.layers.hmm_emissions import CategoricalEmission, GaussianEmission
-from zoo.layers.initializers import (TorchBiasUniform, normal_initializer, torch_kernel_initializer,
-                                     truncated_normal_initializer)
+from zoo.layers.initializers import (TorchBiasUniform, clone_initializer, normal_initializer,
+                                     torch_kernel_initializer, truncated_normal_initializer)
 from zoo.layers.kalman import LinearGaussianStateSpace
 from zoo.layers.masked_lm_head import MaskedLMHead
 from zoo.layers.nas_ops import (AuxHead, Conv1x7x7x1, FactorizedReduction, IdentityOp, PoolOp, ReluConvBN,
@@ -15,6 +15,8 @@ from zoo.layers.nas_ops import (AuxHead, Conv1x7x7x1, FactorizedReduction, Ident
 from zoo.layers.normalization import InstanceNormalization, torch_batch_norm
 from zoo.layers.padding import ReflectionPadding2D
 from zoo.layers.position_embedding import PositionEmbedding
+from zoo.layers.relative_attention import (RelativeMultiHeadAttention, RelativeTransformerBlock, rel_shift,
+                                           relative_positions, sinusoid_encoding)
 from zoo.layers.transformer_decoder import TransformerDecoder
 from zoo.layers.transformer_encoder import TransformerEncoder
 
@@ -34,6 +36,8 @@ __all__ = [
     "PoolOp",
     "PositionEmbedding",
     "ReflectionPadding2D",
+    "RelativeMultiHeadAttention",
+    "RelativeTransformerBlock",
     "ReluConvBN",
     "ReluSepConvBN",
     "ScheduledDropPath",
@@ -41,9 +45,13 @@ __all__ = [
     "TorchBiasUniform",
     "TransformerDecoder",
     "TransformerEncoder",
+    "clone_initializer",
     "drop_path_progress",
     "make_op",
     "normal_initializer",
+    "rel_shift",
+    "relative_positions",
+    "sinusoid_encoding",
     "torch_batch_norm",
     "torch_kernel_initializer",
     "truncated_normal_initializer",

@@ -4,6 +4,8 @@ Example:
     conv = keras.layers.Conv2D(8, 3, kernel_initializer=torch_kernel_initializer(),
                                bias_initializer=TorchBiasUniform(fan_in=3 * 3 * 4))   # as torch.nn.Conv2d(4, 8, 3)
     dense = keras.layers.Dense(8, kernel_initializer=normal_initializer())          # N(0, 0.02)
+    seeded = keras.initializers.RandomNormal(0.0, 0.02, seed=1)
+    key = keras.layers.Dense(8, kernel_initializer=clone_initializer(seeded, index=1))  # a copy with seed 2
 """
 
 import math
@@ -50,3 +52,22 @@ def normal_initializer(stddev=0.02):
 def truncated_normal_initializer(stddev=0.02):
     """N(0, stddev²) truncated at two standard deviations: BERT's `create_initializer`."""
     return keras.initializers.TruncatedNormal(stddev=stddev)
+
+
+def clone_initializer(init, index=0):
+    """A new initializer equal to `init` (name, instance or config), for one sublayer's weight.
+
+    Keras initializers are stateless: one instance (or a copy with the same int seed) gives every weight it
+    builds the same values. The copy is deep (serialize / deserialize, so an unseeded one draws a fresh seed
+    as before) and an int seed is offset by `index`, so the weights of one layer built with the indices
+    0, 1, 2 ... from one seeded initializer all differ. Callables that are not `keras.initializers.Initializer`
+    are returned unchanged.
+    """
+    init = keras.initializers.get(init)
+    if not isinstance(init, keras.initializers.Initializer):
+        return init
+    config = keras.initializers.serialize(init)
+    seed = config.get("config", {}).get("seed") if isinstance(config, dict) else None
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        config["config"]["seed"] = seed + index
+    return keras.initializers.get(config)

@@ -1,10 +1,13 @@
 """Transformer decoder block (Vaswani et al. 2017): causal self-attention, cross-attention, feed-forward."""
 
+import itertools
+
 import keras
 from keras import ops
 
 from zoo.layers.cached_attention import CachedMultiHeadAttention
 from zoo.layers.config import Configurable
+from zoo.layers.initializers import clone_initializer
 
 
 def causal_mask(query_length, key_length, start=0):
@@ -61,7 +64,8 @@ class TransformerDecoder(Configurable, keras.layers.Layer):
         if hidden_dim % self.num_heads:
             raise ValueError(f"hidden size {hidden_dim} must divide by num_heads={self.num_heads}")
         encoder_sequence_shape = encoder_sequence_shape or decoder_sequence_shape
-        init = lambda: keras.initializers.get(keras.initializers.serialize(self.kernel_initializer))  # noqa: E731
+        index = itertools.count()   # one fresh copy per sublayer; an int seed offset by its index
+        init = lambda: clone_initializer(self.kernel_initializer, next(index))  # noqa: E731
         common = dict(dtype=self.dtype_policy)
         attention_dropout = self.dropout if self.attention_dropout is None else self.attention_dropout
         head_dim = hidden_dim // self.num_heads

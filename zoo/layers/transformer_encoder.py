@@ -1,10 +1,13 @@
 """Transformer encoder block (Vaswani et al. 2017), post- or pre-layer-norm."""
 
+import itertools
+
 import keras
 from keras import ops
 
 from zoo.layers.activations import gelu_approximate
 from zoo.layers.config import Configurable
+from zoo.layers.initializers import clone_initializer
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -49,7 +52,8 @@ class TransformerEncoder(Configurable, keras.layers.Layer):
         hidden_dim = input_shape[-1]
         if hidden_dim % self.num_heads:
             raise ValueError(f"hidden size {hidden_dim} must divide by num_heads={self.num_heads}")
-        init = lambda: keras.initializers.get(keras.initializers.serialize(self.kernel_initializer))  # noqa: E731
+        index = itertools.count()   # one fresh copy per sublayer; an int seed offset by its index
+        init = lambda: clone_initializer(self.kernel_initializer, next(index))  # noqa: E731
         common = dict(dtype=self.dtype_policy)
         self._self_attention_layer = keras.layers.MultiHeadAttention(
             num_heads=self.num_heads, key_dim=hidden_dim // self.num_heads,
