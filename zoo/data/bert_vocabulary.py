@@ -128,7 +128,7 @@ class BertVocabulary:
         """A keras-hub tokenizer: tf.string [N] -> ragged int32 ids, TF ops only (tf.data-safe)."""
         if self.kind == "wordpiece":
             return wordpiece.make_tokenizer(self.tokens)
-        return _normalizing_sentencepiece_tokenizer(self.proto)
+        return normalizing_sentencepiece_tokenizer(self.proto)
 
     def detokenize(self, ids):
         """Host-side text of a list of ids (special pieces dropped)."""
@@ -236,7 +236,9 @@ def normalize(text):
     return tf.strings.regex_replace(text, _COMBINING, "")
 
 
-def _normalizing_sentencepiece_tokenizer(proto):
+def normalizing_sentencepiece_tokenizer(proto):
+    """keras-hub's `SentencePieceTokenizer` for the serialized model `proto`, after `normalize` (XLNet's
+    `preprocess_text` with keep_accents=False, which KoBERT's tokenizer inherits), inside TF ops."""
     import tensorflow as tf
     from keras_hub.tokenizers import SentencePieceTokenizer
 
