@@ -195,3 +195,22 @@ def test_mixed_float16_pretraining_under_mirrored(tmp_path, mirrored):
         keras.mixed_precision.set_global_policy(policy)
     assert np.isfinite(logs["loss"])
     assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+def test_a_dataset_fn_that_skips_itself_is_asked_to_start_at_the_consumed_batch(tmp_path):
+    calls = []
+
+    def skipping_fn(ctx, start_batch=0):
+        calls.append(start_batch)
+        return dataset_fn(ctx).skip(start_batch)
+
+    skipping_fn.skips_itself = True
+    strategy = tf.distribute.get_strategy()
+    for steps in (2, 3):
+        with strategy.scope():
+            model = BertPretrainer(zoo.create_model("bert_tiny", **TINY))
+            model.compile(optimizer=keras.optimizers.SGD(1e-2))
+        Trainer(model, strategy=strategy, model_dir=str(tmp_path), dataset_fn=skipping_fn,
+                global_batch_size=GLOBAL_BATCH, train_steps=steps, checkpoint_every=2, verbose=False).train()
+    # (also called with 0 for the element spec) the resumed run asks for batch 2 itself instead of skipping two
+    assert calls[-1] == 2 and set(calls) == {0, 2}

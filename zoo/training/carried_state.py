@@ -5,13 +5,14 @@ replica 0's copy only, so before every save the copies are gathered, in replica 
 variable per state ("the global copy", [replicas · per-replica rows, ...]) that the checkpoint holds; after a
 restore each replica takes its own rows back. Replica order is the order of `replica_id_in_sync_group`,
 which is also the order in which `distribute_datasets_from_function` hands out per-replica batches, so
-the global copy lists the rows of the global batch in order.
+the global copy lists the rows of the global batch in order. State made with `checkpoint=False` has no
+global copy: it is only zeroed (`reset`), never saved or restored.
 """
 
 import tensorflow as tf
 
 from zoo.errors import ZooError
-from zoo.layers.carried_state import is_carried_state
+from zoo.layers.carried_state import is_carried_state, is_checkpointed
 
 REPLICAS_KEY = "carried_state_replicas"
 
@@ -21,7 +22,8 @@ class CarriedState:
 
     def __init__(self, model, strategy):
         self.strategy = strategy
-        self.variables = [v for v in model.variables if is_carried_state(v)]
+        self.all_variables = [v for v in model.variables if is_carried_state(v)]  # reset for evaluation
+        self.variables = [v for v in self.all_variables if is_checkpointed(v)]  # gathered, saved, scattered
         replicas = strategy.num_replicas_in_sync
         self.copies = []
         with strategy.scope():
@@ -36,15 +38,15 @@ class CarriedState:
         self._functions = {}
 
     def __bool__(self):
-        return bool(self.variables)
+        return bool(self.all_variables)
 
     def checkpoint_items(self):
         """What a `tf.train.Checkpoint` must hold besides the model."""
-        return {"carried_state": self.copies, REPLICAS_KEY: self.replicas} if self else {}
+        return {"carried_state": self.copies, REPLICAS_KEY: self.replicas} if self.variables else {}
 
     def check_layout(self, checkpoint_path):
         """Refuses a checkpoint whose carried state was saved on another replica count."""
-        if not self:
+        if not self.variables:
             return
         names = [name for name, _ in tf.train.list_variables(checkpoint_path) if name.startswith(REPLICAS_KEY)]
         if not names:
@@ -89,5 +91,5 @@ class CarriedState:
             v.assign(tf.convert_to_tensor(copy)[replica * rows:(replica + 1) * rows])
 
     def _reset_replica(self):
-        for v in self.variables:
+        for v in self.all_variables:
             v.assign(tf.zeros(v.shape, v.dtype))

@@ -57,7 +57,9 @@ class Trainer:
         strategy: the `tf.distribute.Strategy` (see `zoo.training.strategy.from_flag`).
         model_dir: checkpoints, `config.json` and TensorBoard logs (`train/`).
         dataset_fn: `fn(input_context) -> tf.data.Dataset` of per-replica batches, deterministic and
-            repeating; the trainer skips the batches already consumed when it resumes.
+            repeating; the trainer skips the batches already consumed when it resumes (a `dataset_fn` with
+            the attribute `skips_itself = True` is called as `fn(input_context, start_batch=n)` instead and
+            must return what `.skip(n)` would, without making the skipped batches).
         global_batch_size: examples per step over all replicas; must divide by the replica count.
         train_steps: the step count to reach; a resumed run continues up to it.
         checkpoint_every: steps between checkpoints (one is always written at the end); a checkpoint step's
@@ -216,10 +218,11 @@ class Trainer:
 
     def _dataset(self, start_step):
         def fn(ctx):
+            skip = start_step * ctx.num_replicas_in_sync // ctx.num_input_pipelines
+            if skip and getattr(self.dataset_fn, "skips_itself", False):   # starts there without making them
+                return self.dataset_fn(ctx, start_batch=skip)
             ds = self.dataset_fn(ctx)
-            if start_step:
-                ds = ds.skip(start_step * ctx.num_replicas_in_sync // ctx.num_input_pipelines)
-            return ds
+            return ds.skip(skip) if skip else ds
 
         return self.strategy.distribute_datasets_from_function(fn)
 
