@@ -8,6 +8,8 @@ strategy they reduce to plain sums and means.
 
 import tensorflow as tf
 
+from zoo.errors import ZooError
+
 
 def num_replicas():
     """Replicas in sync in the current replica context (1 outside one)."""
@@ -86,6 +88,23 @@ def apply_gradients(optimizer, grads, variables, clip_norm=None):
     elif loss_scale is not None:
         grads = finite_or_nan(grads)
     optimizer.apply_gradients(zip(grads, variables))
+
+
+def apply_used_gradients(optimizer, grads, variables, clip_norm=None, *, unused=None):
+    """`apply_gradients` to the variables that have a gradient (`tape.gradient` gives None for a variable the
+    loss does not use: SUMBT's utterance pooler, XLNet fine-tuning's query-stream `mask_emb`).
+
+    `unused`: None drops every None gradient; otherwise a tuple of substrings of the variable paths expected to
+    have none, and any other None gradient is a ZooError naming the variable (a loss that lost a branch).
+    The check runs while tracing, so it costs nothing per step.
+    """
+    if unused is not None:
+        lost = [v.path for g, v in zip(grads, variables) if g is None and not any(s in v.path for s in unused)]
+        if lost:
+            raise ZooError(f"the loss has no gradient for {', '.join(lost)}; feed the inputs that use it, or "
+                           f"name it in apply_used_gradients(unused=...)")
+    pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+    apply_gradients(optimizer, [g for g, _ in pairs], [v for _, v in pairs], clip_norm)
 
 
 # === The global step a train step runs at ===

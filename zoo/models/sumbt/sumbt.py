@@ -8,7 +8,7 @@ import tensorflow as tf
 from zoo.errors import ZooError
 from zoo.layers import Configurable
 from zoo.models.sumbt import sumbt_metrics as sm
-from zoo.ops import apply_gradients, weighted_mean
+from zoo.ops import apply_used_gradients, weighted_mean
 
 INPUTS = ("token_ids", "segment_ids", "padding_mask")
 LAYER_NORM_EPSILON = 1e-5  # torch.nn.LayerNorm's default, which the official code keeps
@@ -232,9 +232,8 @@ class SUMBT(Configurable, keras.Model):
             share, loss = sm.slot_loss(sm.cross_entropy(outputs["logits"], labels), labels)
             scaled = self.optimizer.scale_loss(share)
         # The utterance BERT's pooler gets no gradient (unused, as in the official code): leave it out.
-        pairs = [(g, v) for g, v in zip(tape.gradient(scaled, self.trainable_variables), self.trainable_variables)
-                 if g is not None]
-        apply_gradients(self.optimizer, [g for g, _ in pairs], [v for _, v in pairs], self.clip_norm)
+        apply_used_gradients(self.optimizer, tape.gradient(scaled, self.trainable_variables), self.trainable_variables,
+                             self.clip_norm)
         predictions = outputs["predictions"]
         _, joint = weighted_mean(sm.joint_hits(predictions, labels), sm.turn_weights(labels))
         _, slot = weighted_mean(sm.slot_hits(predictions, labels), sm.slot_weights(labels))
