@@ -7,7 +7,8 @@ in `model_dir` are only read.
 
 Variables are matched to checkpoint keys through the checkpoint's own object graph, walked side by side
 with the live model (as `tf.train.Checkpoint.restore` does), so the match does not depend on key names
-(Keras stores a weight under the first path that reaches it, often the optimizer's).
+(Keras stores a weight under the first path that reaches it, often the optimizer's); the weights of layers
+held in lists, out of the model's graph, are found under the checkpoint's `untracked_weights` entry.
 """
 
 import os
@@ -18,7 +19,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from zoo.errors import ZooError
-from zoo.training.checkpoints import checkpoint_numbers
+from zoo.training.checkpoints import UNTRACKED, checkpoint_numbers, untracked_weights
 
 _GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
@@ -109,6 +110,13 @@ def _checkpoint_keys(reader, model, root_name, path):
         if node.children:
             children = tf.train.TrackableView.children(obj)
             queue.extend((c.node_id, children[c.local_name]) for c in node.children if c.local_name in children)
+    for child in graph.nodes[0].children:  # weights of layers held in lists (see checkpoints.untracked_weights)
+        if child.local_name == UNTRACKED:
+            by_name = {c.local_name: c.node_id for c in graph.nodes[child.node_id].children}
+            for name, weight in untracked_weights(model).items():
+                for attribute in graph.nodes[by_name[name]].attributes if name in by_name else ():
+                    if attribute.name == "VARIABLE_VALUE":
+                        keys.setdefault(id(weight), attribute.checkpoint_key)
     missing = [w.path for w in model.weights if tf.as_dtype(w.dtype).is_floating and id(w) not in keys]
     if missing:
         raise ZooError(f"{path} does not hold the model's weight(s) {', '.join(missing[:3])}: it was written by "

@@ -6,6 +6,14 @@ damaged bookkeeping file used to look like an empty directory: the run started f
 good checkpoints. Here the checkpoints are found from the `ckpt-N.index` files themselves, tried newest
 first, and a damaged one (truncated or garbage data, a missing or broken index) is skipped with a warning
 that names it. The bookkeeping file is then rewritten to list the intact checkpoints only.
+
+Weights out of the model's checkpoint graph: Keras 3 keeps the layers a model holds in a Python list (or
+dict) in its own tracked containers, which TensorFlow's checkpoint graph does not follow, so
+`tf.train.Checkpoint(model=m)` misses their weights (trainable ones were then saved only through the
+optimizer's variable list, non-trainable ones such as batch-norm moving statistics not at all).
+`untracked_weights(model)` lists them, keyed by position and name, and the Trainer's checkpoint holds them
+under `UNTRACKED` (`untracked_weights/<n>_<name>`); a checkpoint written before has no such root entry and is
+restored as before (`restore_newest_intact(..., legacy=...)`).
 """
 
 import fcntl
@@ -14,13 +22,48 @@ import re
 import socket
 import sys
 
+import keras
 import tensorflow as tf
+from google.protobuf.message import DecodeError
+from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from zoo.errors import ZooError
+from zoo.layers.carried_state import is_carried_state
 from zoo.paths import check_directory
 
 _CKPT = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
 _LOCKS = {}  # absolute model_dir -> open lock file, held until the process exits
+_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+UNTRACKED = "untracked_weights"  # the Trainer checkpoint's root entry for them
+
+
+def untracked_weights(model):
+    """`{"<n>_<name>": weight}` for the weights of `model` (`model.weights`, carried state excluded) that
+    `tf.train.Checkpoint(model=model)` does not reach from the model (optimizers not followed: their
+    variable lists are no substitute); `n` counts these weights in `model.weights` order. Keys are stable for
+    the same model code in any process (unlike `variable.path`, whose auto-named layers differ between two
+    instances in one process)."""
+    reached, seen, stack = set(), set(), [model]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, keras.optimizers.Optimizer):
+            continue
+        seen.add(id(obj))
+        reached.add(id(obj))
+        stack.extend(tf.train.TrackableView.children(obj).values())
+    missed = [w for w in model.weights if id(w) not in reached and not is_carried_state(w)]
+    return {f"{n}_{w.name}": w for n, w in enumerate(missed)}
+
+
+def root_names(path):
+    """The names at the root of the checkpoint `path`'s object graph (raises `tf.errors.OpError` when
+    unreadable)."""
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    try:
+        graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor(_GRAPH_KEY))
+    except DecodeError as e:  # garbage that passed the checksums: damaged like any unreadable file
+        raise tf.errors.DataLossError(None, None, f"unreadable object graph ({e})") from None
+    return {c.local_name for c in graph.nodes[0].children}
 
 
 def checkpoint_files(model_dir):
@@ -36,9 +79,12 @@ def checkpoint_numbers(model_dir):
     return sorted(numbers, reverse=True)
 
 
-def restore_newest_intact(checkpoint, model_dir, check=None, rewrite_bookkeeping=True):
+def restore_newest_intact(checkpoint, model_dir, check=None, rewrite_bookkeeping=True, legacy=None):
     """Restores the newest checkpoint of `model_dir` that reads back whole; returns its path, or None when
     the directory holds no checkpoint files at all.
+
+    `legacy`: the same checkpoint without its `UNTRACKED` entry, restored instead into a checkpoint written
+    before that entry existed (its untracked weights it lacks keep their values, with a warning).
 
     `check(path)` runs before each attempt (it may raise `ZooError`). A checkpoint that does not fit the
     model (other variables or shapes) stops with one line: an older one would not fit either. Damaged ones
@@ -54,7 +100,8 @@ def restore_newest_intact(checkpoint, model_dir, check=None, rewrite_bookkeeping
         try:
             if check is not None:
                 check(path)
-            checkpoint.restore(path).assert_existing_objects_matched()
+            old = legacy is not None and UNTRACKED not in root_names(path)
+            (legacy if old else checkpoint).restore(path).assert_existing_objects_matched()
         except ZooError:
             raise
         except (ValueError, AssertionError) as e:
@@ -65,6 +112,8 @@ def restore_newest_intact(checkpoint, model_dir, check=None, rewrite_bookkeeping
         except (IndexError, tf.errors.OpError) as e:  # truncated, garbage or partly missing files
             skipped.append(f"ckpt-{number} ({_first_line(e)})")
             continue
+        if old:
+            _warn_legacy(path, checkpoint)
         if skipped:
             print(f"warning: skipped damaged checkpoint(s) {'; '.join(skipped)}; resuming from {path}",
                   file=sys.stderr, flush=True)
@@ -78,6 +127,15 @@ def restore_newest_intact(checkpoint, model_dir, check=None, rewrite_bookkeeping
             f"--model_dir={model_dir} holds checkpoint files but none can be restored ({reason}); nothing was "
             "changed. Move the damaged files away to start again, or use a new --model_dir")
     return None
+
+
+def _warn_legacy(path, checkpoint):
+    weights = list(getattr(checkpoint, UNTRACKED, {}).values())
+    stats = [w for w in weights if not w.trainable]
+    if stats:
+        print(f"warning: {path} predates the saving of weights held in lists: {len(stats)} non-trainable "
+              f"weight(s) it lacks (e.g. {stats[0].path}) keep their initial values (trainable ones are "
+              "restored through the optimizer's list); checkpoints from now on hold them all", file=sys.stderr, flush=True)
 
 
 def _rewrite_bookkeeping(model_dir, restored):

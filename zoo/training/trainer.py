@@ -13,6 +13,8 @@ Keras' `fit` is broken under MultiWorkerMirroredStrategy in Keras 3, so recipes 
   batches fall on replicas;
 - the step: a model reads the global step with `zoo.ops.global_step(model)` (this trainer's step variable,
   the number of steps completed before the running one, restored on resume);
+- checkpoints: `tf.train.Checkpoint(model=...)` plus the step, seed states, carried state and the weights
+  the model's checkpoint graph misses (layers held in lists; see `zoo.training.checkpoints.untracked_weights`);
 - carried state: variables made with `zoo.layers.carried_state.carried_state` stay per replica, are
   checkpointed per replica and restored exactly (see `zoo.training.carried_state`).
 
@@ -42,7 +44,7 @@ from zoo.layers.carried_state import is_carried_state
 from zoo.ops import driving_step
 from zoo.paths import write_file_atomically
 from zoo.training.carried_state import CarriedState
-from zoo.training.checkpoints import lock_model_dir, restore_newest_intact
+from zoo.training.checkpoints import UNTRACKED, lock_model_dir, restore_newest_intact, untracked_weights
 from zoo.training.strategy import is_chief
 
 CONFIG_FILE = "config.json"
@@ -208,9 +210,9 @@ class Trainer:
             elif getattr(model, "optimizer", None) is not None and not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)
 
-    def _restore(self, checkpoint):
+    def _restore(self, checkpoint, legacy=None):
         path = restore_newest_intact(checkpoint, self.model_dir, check=self.carried_state.check_layout,
-                                     rewrite_bookkeeping=self.is_chief)
+                                     rewrite_bookkeeping=self.is_chief, legacy=legacy)
         if path:
             self.carried_state.scatter()
         if self.early_stopping is not None:
@@ -295,9 +297,13 @@ class Trainer:
         self.carried_state = CarriedState(self.model, self.strategy)
         # Dropout's random-number states are not tracked with the model; save them so resumes are exact.
         seeds = [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
-        checkpoint = tf.train.Checkpoint(model=self.model, step=self.step, seeds=seeds,
-                                         **self.carried_state.checkpoint_items())
-        self._restore(checkpoint)
+        items = dict(model=self.model, step=self.step, seeds=seeds, **self.carried_state.checkpoint_items())
+        checkpoint = legacy = tf.train.Checkpoint(**items)
+        # Weights of layers held in lists are out of the model's checkpoint graph: saved by position and name.
+        untracked = untracked_weights(self.model)
+        if untracked:
+            checkpoint = tf.train.Checkpoint(**items, **{UNTRACKED: untracked})
+        self._restore(checkpoint, legacy if untracked else None)
         ckpt_dir = self.model_dir if self.is_chief else tempfile.mkdtemp(prefix="zoo-worker-ckpt-")
         manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, max_to_keep=self.max_to_keep)
         start = int(self.step.numpy())
