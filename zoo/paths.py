@@ -39,3 +39,12 @@ def write_file_atomically(path, data):
     with tf.io.gfile.GFile(tmp, "wb") as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
     tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_json_atomically(path, value):
+    """`value` as indented JSON (keys sorted, a final newline) written by `write_file_atomically`; returns
+    `path`. Recipes write their results files with it."""
+    import json
+
+    write_file_atomically(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+    return path

@@ -10,7 +10,6 @@ that encodes the ontology), and the test report.
     lines = report_lines(results, baseline, split="test")
 """
 
-import json
 import os
 import tempfile
 
@@ -150,11 +149,9 @@ def write_results(model_dir, results, slots, *, baseline, best, extra=None):
     """`<model_dir>/test_results.json` (atomically): the test metrics, per-slot accuracies by slot name,
     the majority baseline and the step of the weights."""
     from zoo.models.sumbt.sumbt_metrics import metric_name
-    from zoo.paths import write_file_atomically
+    from zoo.paths import write_json_atomically
 
     report = {"joint_accuracy": results["joint_accuracy"], "slot_accuracy": results["slot_accuracy"],
               "loss": results["loss"], "per_slot_accuracy": {s: results[metric_name(s)] for s in slots},
               "majority_baseline": baseline, "best": best, **(extra or {})}
-    path = os.path.join(model_dir, RESULTS_FILE)
-    write_file_atomically(path, json.dumps(report, indent=2) + "\n")
-    return path
+    return write_json_atomically(os.path.join(model_dir, RESULTS_FILE), report)
