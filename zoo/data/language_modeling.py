@@ -1,9 +1,10 @@
 """Language-model data: text sources, the stream layout for truncated BPTT with carried state, tf.data.
 
 Sources (`open_lm_corpus`): the embedded corpus (zoo/data/corpus, the default), text files (a blank line or a
-new file starts a document), or tensorflow-datasets from `--data_dir` (`tiny_shakespeare`: one document per
-split; `lm1b`: one sentence per example, validation held out of train; `pg19`: one book per example). The
-splits hold documents as raw strings; `LMVocabulary.encode` turns each into ids.
+new file starts a document; with `split_documents=False` each file is one document, read whole, blank lines
+kept: Transformer-XL's WikiText-103 reading), or tensorflow-datasets from `--data_dir` (`tiny_shakespeare`:
+one document per split; `lm1b`: one sentence per example, validation held out of train; `pg19`: one book per
+example). The splits hold documents as raw strings; `LMVocabulary.encode` turns each into ids.
 
 Layout (`stream_layout`): the global batch is B parallel streams; row r of every global batch continues
 stream r, so a model that carries its state per row (zero it where `reset` is 1) sees each document in order.
@@ -62,21 +63,23 @@ class LMCorpus:
 
 
 def open_lm_corpus(dataset="embedded", *, text_files=None, validation_files=None, test_files=None,
-                   validation_fraction=0.1, data_dir=None, download=False, max_documents=None, seed=0):
-    """The `LMCorpus` of `--dataset` or `--text_files` (see the module). Without a validation split, a seeded
+                   validation_fraction=0.1, data_dir=None, download=False, max_documents=None, seed=0,
+                   split_documents=True):
+    """The `LMCorpus` of `--dataset` or `--text_files` (see the module; `split_documents=False`: each text file
+    is one document, blank lines included). Without a validation split, a seeded
     `validation_fraction` of the training documents is held out (of the lines of each document when there are
     fewer than 10 documents); the embedded corpus holds out a test split of the same size too."""
     if text_files:
         if dataset not in ("embedded", None):
             raise ZooError(f"give either --dataset={dataset} or --text_files, not both")
-        train = _read_files(text_files, "--text_files")
+        train = _read_files(text_files, "--text_files", split_documents)
         splits = {"train": train}
         if validation_files:
-            splits["validation"] = _read_files(validation_files, "--validation_files")
+            splits["validation"] = _read_files(validation_files, "--validation_files", split_documents)
         else:
             splits["train"], splits["validation"] = hold_out(train, validation_fraction, seed, "--text_files")
         if test_files:
-            splits["test"] = _read_files(test_files, "--test_files")
+            splits["test"] = _read_files(test_files, "--test_files", split_documents)
         return LMCorpus("files", splits)
     if validation_files or test_files:
         raise ZooError("--validation_files and --test_files go with --text_files")
@@ -122,8 +125,9 @@ def hold_out(documents, fraction, seed, what):
     return kept, out
 
 
-def _read_files(files, flag):
-    """The documents of text files: a blank line or a new file starts one; lines are kept as they are."""
+def _read_files(files, flag, split_documents=True):
+    """The documents of text files: a blank line or a new file starts one; lines are kept as they are. With
+    `split_documents=False`, each file's whole text (newlines normalised to "\\n") is one document."""
     import tensorflow as tf
 
     from zoo.data.text_sources import resolve_files
@@ -136,6 +140,11 @@ def _read_files(files, flag):
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
             raise ZooError(f"{flag}: {path!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+        if not split_documents:
+            if not text.strip():
+                raise ZooError(f"{flag}: {path!r} has no text")
+            documents.append(text.replace("\r\n", "\n").replace("\r", "\n"))
+            continue
         found, lines = False, []
         for line in text.replace("\r\n", "\n").split("\n") + [""]:
             if line.strip():

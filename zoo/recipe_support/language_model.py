@@ -16,12 +16,13 @@ TRAINING_KEYS = ("seq_length", "global_batch_size", "optimizer", "learning_rate"
                  "epochs", "clip_norm")
 
 
-def paper_training(hp, paper, explicit, use_paper=True):
-    """The training settings (`TRAINING_KEYS`) of the run: each flag's value, or, with `use_paper`, the value in
-    `paper` (a `PAPER_TRAINING` entry) for every flag the user did not give (`explicit(name)` is False)."""
-    values = {key: hp[key] for key in TRAINING_KEYS}
+def paper_training(hp, paper, explicit, use_paper=True, keys=TRAINING_KEYS):
+    """The training settings (`keys`, default `TRAINING_KEYS`) of the run: each flag's value, or, with
+    `use_paper`, the value in `paper` (a `PAPER_TRAINING` entry) for every flag the user did not give
+    (`explicit(name)` is False)."""
+    values = {key: hp[key] for key in keys}
     if use_paper:
-        values.update({key: paper[key] for key in TRAINING_KEYS if key in paper and not explicit(key)})
+        values.update({key: paper[key] for key in keys if key in paper and not explicit(key)})
     return values
 
 
@@ -29,15 +30,21 @@ def run_vocabulary(model_dir, train_documents, *, level, vocab_size, min_count, 
     """The run's vocabulary, built from the training documents (deterministic, so every worker builds the same
     one). The chief writes it to `<model_dir>/vocab.txt`; a vocab.txt already there that differs (other data
     or flags in the same --model_dir) is a one-line error."""
-    import tensorflow as tf
-
     from zoo.data.lm_vocabulary import LMVocabulary
 
     vocab = LMVocabulary.build(train_documents, level, vocab_size=vocab_size,
                                min_count=min_count if level == "word" else 1, lowercase=lowercase)
+    return keep_vocabulary(model_dir, vocab, lambda path: LMVocabulary.load(path, level, lowercase), chief=chief)
+
+
+def keep_vocabulary(model_dir, vocab, load, *, chief):
+    """`vocab` (anything with `sha1` and `save(path)`), checked against `<model_dir>/vocab.txt` read with
+    `load(path)` when that exists (a different one is a one-line error), else written there by the chief."""
+    import tensorflow as tf
+
     path = os.path.join(model_dir, VOCAB_FILE)
     if tf.io.gfile.exists(path):
-        saved = LMVocabulary.load(path, level, lowercase)
+        saved = load(path)
         if saved.sha1 != vocab.sha1:
             raise ZooError(f"{path} holds another vocabulary ({saved.size} tokens, SHA-1 {saved.sha1[:12]}) than "
                            f"this data and flags give ({vocab.size} tokens, {vocab.sha1[:12]}); use a new "
