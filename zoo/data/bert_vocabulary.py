@@ -72,14 +72,10 @@ class BertVocabulary:
     @classmethod
     def from_sentencepiece(cls, proto):
         """Wraps a serialized SentencePiece model; the special pieces are found by name (see the module doc)."""
-        import sentencepiece as spm
+        from zoo.data.subword import sentencepiece_processor
 
         proto = bytes(proto)
-        try:
-            processor = spm.SentencePieceProcessor(model_proto=proto)
-        except (RuntimeError, OSError, TypeError):
-            raise ZooError("not a SentencePiece model (the proto does not parse); pass a .model file to "
-                           "--vocab_file") from None
+        processor = sentencepiece_processor(proto, "pass a .model file to --vocab_file")
         tokens = [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
         index = {piece: i for i, piece in enumerate(tokens)}
         missing = [piece for piece in SPECIAL_PIECES.values() if piece not in index]

@@ -131,19 +131,25 @@ def vocabulary_sha1(model):
     return hashlib.sha1(proto).hexdigest()
 
 
+def sentencepiece_processor(proto, fix):
+    """A `sentencepiece.SentencePieceProcessor` of the serialized model `proto`; a proto that does not parse is
+    a one-line ZooError ending with `fix` (what to pass instead)."""
+    import sentencepiece as spm
+
+    try:
+        return spm.SentencePieceProcessor(model_proto=bytes(proto))
+    except (RuntimeError, OSError, TypeError):
+        raise ZooError(f"not a SentencePiece model (the proto does not parse); {fix}") from None
+
+
 class SubwordModel:
     """A loaded SentencePiece model (see the module docstring): `proto` bytes, `vocabulary_size`, `sha1`,
     `encode`/`decode` on the host and `tokenize` as a TF op."""
 
     def __init__(self, proto):
-        import sentencepiece as spm
-
         self.proto = bytes(proto)
-        try:
-            self._processor = spm.SentencePieceProcessor(model_proto=self.proto)
-        except (RuntimeError, OSError, TypeError):
-            raise ZooError("not a SentencePiece model file (the proto does not parse); pass a .model file written by "
-                           "zoo.data.subword.train_subword_model") from None
+        self._processor = sentencepiece_processor(self.proto, "pass a .model file written by "
+                                                              "zoo.data.subword.train_subword_model")
         ids = (self._processor.pad_id(), self._processor.unk_id(), self._processor.bos_id(), self._processor.eos_id())
         if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
             raise ZooError(f"the SentencePiece model has pad/unk/bos/eos ids {ids}, expected (0, 1, 2, 3); "

@@ -62,14 +62,10 @@ class XLNetVocabulary:
     `sha1`, `encode`/`encode_pieces`/`decode` (Python), `tokenize` (TF ops), `start_pieces`, `save`."""
 
     def __init__(self, proto):
-        import sentencepiece as spm
+        from zoo.data.subword import sentencepiece_processor
 
         self.proto = bytes(proto)
-        try:
-            self._processor = spm.SentencePieceProcessor(model_proto=self.proto)
-        except (RuntimeError, OSError, TypeError):
-            raise ZooError("not a SentencePiece model (the proto does not parse); pass a .model file to "
-                           "--spiece_model") from None
+        self._processor = sentencepiece_processor(self.proto, "pass a .model file to --spiece_model")
         self.pieces = [self._processor.id_to_piece(i) for i in range(self._processor.get_piece_size())]
         index = {piece: i for i, piece in enumerate(self.pieces)}
         missing = [piece for piece, _ in SPECIALS.values() if piece not in index]
