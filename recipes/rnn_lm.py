@@ -102,7 +102,6 @@ def main(argv):
     from zoo.models.sequence.rnn_lm_serving import serving_endpoints
     from zoo.recipe_support import language_model as support
     from zoo.registry import trainable_params
-    from zoo.training.export import export_saved_model
     from zoo.training.trainer import Trainer
 
     hp = SPEC.values()
@@ -180,14 +179,8 @@ def main(argv):
                                   unigram=unigram)
         print(f"wrote {png}", flush=True)
     if hp.export_dir:
-        vocab_file = os.path.join(hp.model_dir, support.VOCAB_FILE)
-        if not chief:  # other workers write a throw-away export with a copy of the vocabulary
-            import tempfile
-
-            vocab_file = os.path.join(tempfile.mkdtemp(prefix="zoo-vocab-"), support.VOCAB_FILE)
-            vocab.save(vocab_file)
-        path = export_saved_model(hp.export_dir, backbone, serving_endpoints(backbone),
-                                  assets={support.VOCAB_FILE: vocab_file}, strategy=strategy)
+        path = support.export_language_model(hp.export_dir, backbone, serving_endpoints(backbone), vocab, model_dir=hp.model_dir,
+                                             chief=chief, strategy=strategy)
         if chief:
             print(f"exported {path}", flush=True)
 

@@ -153,3 +153,18 @@ def plot_curves(model_dir, path, *, level, unigram):
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def export_language_model(export_dir, backbone, endpoints, vocab, *, model_dir, chief, strategy):
+    """Exports `backbone` with `endpoints` and the run's vocabulary in the assets (`VOCAB_FILE`); workers other
+    than the chief write a throw-away export with a copy of the vocabulary. Returns the export's path."""
+    import os
+    import tempfile
+
+    from zoo.training.export import export_saved_model
+
+    vocab_file = os.path.join(model_dir, VOCAB_FILE)
+    if not chief:
+        vocab_file = os.path.join(tempfile.mkdtemp(prefix="zoo-vocab-"), VOCAB_FILE)
+        vocab.save(vocab_file)
+    return export_saved_model(export_dir, backbone, endpoints, assets={VOCAB_FILE: vocab_file}, strategy=strategy)
