@@ -24,22 +24,21 @@ of --steps calls each (timing.interleaved_rounds).
     predictions. First check: the last segment of a stream of exactly --context tokens gives the same hidden
     states either way (max |diff| reported).
 
-Results of one run of the defaults (5 rounds x 3 calls; 2 CPU cores shared with ~7 other jobs, load average
-6.0 -> 5.2; float32). hub/zoo time ratio (min-max over rounds), tokens/s zoo vs hub:
-    xlnet tiny (51,232 params)    batch 1: xla off 0.73x (0.54-1.55) 9,587 vs 13,086; on 0.80x (0.76-0.94)
-                                  batch 8: xla off 1.08x (0.64-1.08) 59,417 vs 54,880; on 0.99x (0.80-1.14)
-    xlnet base width, 2 layers    batch 1: xla off 1.14x (0.71-1.47) 1,327 vs 1,163; on 1.05x (0.86-1.19)
-        (39,933,696 params)       batch 8: xla off 1.15x (1.01-1.44) 967 vs 844; on 0.99x (0.95-1.21)
-    The per-round spread is the noise of this shared machine: at this load the two are even within it.
-    max |zoo - hub|: tiny 4.8e-07 (batch 1), 1.1e-04 (batch 8); base 3.0e-04 (batch 1), 3.0e-02 (batch 8).
-        Row i of the batch vs row i alone: zoo 0 in every case; keras-hub 0 at batch 1 but 1.1e-04 (tiny) and
-        3.0e-02 (base) at batch 8, so the batch-8 differences are keras-hub's outputs depending on the batch.
+Results of one run of the defaults on the idle 2-core machine (load 0.9; float32). hub/zoo time ratio (min-max
+over rounds), tokens/s zoo vs hub:
+    xlnet tiny (51,232 params)    batch 1: xla off 1.21x (1.01-1.35) 16,184 vs 13,358; on 1.13x (0.47-1.13)
+                                  batch 8: xla off 1.03x (0.99-1.16) 60,009 vs 58,375; on 0.79x (0.68-0.96)
+    xlnet base width, 2 layers    batch 1: xla off 1.01x (0.92-1.04) 1,476 vs 1,454; on 0.96x (0.92-1.04)
+        (39,933,696 params)       batch 8: xla off 1.01x (0.95-1.02) 2,374 vs 2,358; on 1.01x (1.01-1.06)
+    max |zoo - hub|: tiny 4.8e-07 (batch 1), 4.1e-05 (batch 8); base 3.0e-04 (batch 1), 2.8e-02 (batch 8).
+        Row i of the batch vs row i alone: zoo 0 in every case; keras-hub 0 at batch 1 but 4.1e-05 (tiny) and
+        2.8e-02 (base) at batch 8, so the batch-8 differences are keras-hub's outputs depending on the batch.
         (The base batch-1 3.0e-04 is expected: keras-hub's "gelu" is the exact erf one, ours XLNet's tanh.)
     transformer_xl (memory == recompute exactly at both batches, max |diff| 0), memory tokens/s and speed-up:
-        batch 1: xla off 2,366 tok/s, x1.20 (1.19-1.33) vs recompute, x37 (32-40) vs vanilla;
-                 xla on  7,962 tok/s, x1.25 (1.01-1.63) vs recompute; vanilla not run (see below)
-        batch 8: xla off 7,569 tok/s, x1.91 (1.85-3.37) vs recompute, x53 (51-73) vs vanilla;
-                 xla on  8,085 tok/s, x1.14 (1.09-1.84) vs recompute, x36 (36-48) vs vanilla
+        batch 1: xla off 5,736 tok/s, x1.35 (1.24-1.45) vs recompute, x40 (35-48) vs vanilla;
+                 xla on  9,381 tok/s, x1.44 (1.35-1.53) vs recompute; vanilla not run (see below)
+        batch 8: xla off 17,162 tok/s, x1.68 (1.50-1.83) vs recompute, x49 (45-56) vs vanilla;
+                 xla on  20,822 tok/s, x1.64 (1.56-1.72) vs recompute, x42 (40-44) vs vanilla
     Under XLA at batch 1 the vanilla call (a single prediction) fails to compile: `AdaptiveSoftmax.nll` of
     one row with tail clusters (tf.where rows of bound 1, XLA RET_CHECK in LogSoftmax); the run skips it.
 """
