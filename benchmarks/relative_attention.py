@@ -10,7 +10,8 @@ Ratios are median reference time / median our time (the same medians as the toke
 of --steps calls each (timing.interleaved_rounds).
 
 (a) XLNet training tokens/s: `zoo.models.xlnet.XLNetBackbone` against keras-hub's `XLNetBackbone` at the same
-    config (--xlnet_configs: "tiny", and "base" = base width with --base_layers layers), keras-hub's weights
+    config (--xlnet_configs: "tiny" = H 32, 2 layers, V 1,000, smaller than the xlnet_tiny preset; "base" = base
+    width with --base_layers layers), keras-hub's weights
     copied into ours by path (`xlnet_checkpoints.load_keras_hub_weights`). One call = loss (mean of the
     output squared) + gradients of every weight, --dropout in both (attention dropout 0: keras-hub has none),
     in one `tf.function` (XLA per --xla), batches --batches x --seq_length, random tokens, two segments.

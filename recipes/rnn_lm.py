@@ -78,15 +78,9 @@ SPEC = zoo_flags.declare(
     Int("sample_tokens", 60, "Tokens generated after a validation prompt for the log (0: none).", role=FREE,
         at_least=0),
     Float("temperature", 0.8, "Sampling temperature of the logged sample (0: greedy).", role=FREE, at_least=0),
-    checks=[lambda hp: None if hp.model != "char_rnn" or hp.level == "char" or not _given("level") else
+    checks=[lambda hp: None if hp.model != "char_rnn" or hp.level == "char" or not zoo_flags.given("level") else
             "--model=char_rnn reads characters; drop --level=word or choose a word-level --model"],
 )
-
-
-def _given(name):
-    from absl import flags
-
-    return flags.FLAGS[name].present
 
 
 def main(argv):
@@ -107,7 +101,7 @@ def main(argv):
     hp = SPEC.values()
     level = "char" if hp.model == "char_rnn" else hp.level
     lowercase = (level == "word") if hp.lowercase is None else hp.lowercase
-    training = support.paper_training(hp, PAPER_TRAINING[hp.model], _given, use_paper=hp.paper_training)
+    training = support.paper_training(hp, PAPER_TRAINING[hp.model], zoo_flags.given, use_paper=hp.paper_training)
     B, T = training["global_batch_size"], training["seq_length"]
     strategy, chief = recipe_support.setup(hp)
     replicas = strategy.num_replicas_in_sync
@@ -125,7 +119,7 @@ def main(argv):
                for split, docs in corpus.splits.items()}
     steps_per_epoch = layouts["train"].steps
     train_steps = hp.train_steps
-    if training["epochs"] and not (_given("train_steps") and not _given("epochs")):
+    if training["epochs"] and not (zoo_flags.given("train_steps") and not zoo_flags.given("epochs")):
         train_steps = training["epochs"] * steps_per_epoch
     unigram = lm.unigram_perplexity(layouts["train"], layouts["validation"], vocab.size)
 
@@ -179,8 +173,8 @@ def main(argv):
                                   unigram=unigram)
         print(f"wrote {png}", flush=True)
     if hp.export_dir:
-        path = support.export_language_model(hp.export_dir, backbone, serving_endpoints(backbone), vocab, model_dir=hp.model_dir,
-                                             chief=chief, strategy=strategy)
+        path = support.export_language_model(hp.export_dir, backbone, serving_endpoints(backbone), vocab,
+                                             model_dir=hp.model_dir, chief=chief, strategy=strategy)
         if chief:
             print(f"exported {path}", flush=True)
 

@@ -55,7 +55,7 @@ _DEFAULTS = {
                         "400 for transformer_xl_tiny); a resumed run continues up to this, a finished one trains on."),
 }
 _COMMON = [dataclasses.replace(p, **_DEFAULTS.get(p.name, {})) for p in zoo_flags.common(
-    train_steps=600, global_batch_size=16, learning_rate=1e-3, model_dir="runs/transformer_xl_lm",
+    global_batch_size=16, learning_rate=1e-3, model_dir="runs/transformer_xl_lm",
     checkpoint_every=200, log_every=50)]
 SPEC = zoo_flags.declare(
     *_COMMON,
@@ -132,12 +132,6 @@ def _enwik8_conflict(hp):
     return f"--enwik8_file has its own splits and reads bytes; drop {', '.join(given)}" if given else None
 
 
-def _given(name):
-    from absl import flags
-
-    return flags.FLAGS[name].present
-
-
 def _level(hp):
     return hp.level or ("char" if hp.enwik8_file or "enwik8" in hp.config else "word")
 
@@ -163,7 +157,7 @@ def main(argv):
 
     hp = SPEC.values()
     level = _level(hp)
-    s = txl.training_settings(hp, PAPER_TRAINING.get(hp.config), _given, hp.train_steps)
+    s = txl.training_settings(hp, PAPER_TRAINING.get(hp.config), zoo_flags.given, hp.train_steps)
     B = s["global_batch_size"]
     paper = hp.config != "transformer_xl_tiny"
     eval_B = txl.eval_batch_size(hp.eval_batch_size, B, paper=paper)
@@ -225,7 +219,7 @@ def main(argv):
     config = hp.run_config(**{k: v for k, v in s.items() if k not in txl.FREE_SETTINGS}, level=level,
                            cutoffs=cutoffs, vocabulary_size=vocab.size, vocab_sha1=vocab.sha1, dataset=data.name)
     trainer_args = txl.intervals({**hp.trainer_args(), "global_batch_size": B, "train_steps": s["train_steps"]},
-                                 paper=paper, explicit=_given)
+                                 paper=paper, explicit=zoo_flags.given)
     trainer = Trainer(model, strategy=strategy, model_dir=hp.model_dir, dataset_fn=dataset_fn, config=config,
                       eval_dataset_fn=eval_fn("validation"), **trainer_args)
     train_started = time.monotonic()
@@ -248,8 +242,8 @@ def main(argv):
                                   unigram=unigram)
         print(f"wrote {png}", flush=True)
     if hp.export_dir:
-        path = support.export_language_model(hp.export_dir, backbone, serving_endpoints(model), vocab, model_dir=hp.model_dir,
-                                             chief=chief, strategy=strategy)
+        path = support.export_language_model(hp.export_dir, backbone, serving_endpoints(model), vocab,
+                                             model_dir=hp.model_dir, chief=chief, strategy=strategy)
         if chief:
             print(f"exported {path}", flush=True)
 

@@ -5,7 +5,7 @@ tf.distribute strategy: dev evaluation with early stopping, a GLUE-style report 
     python recipes/xlnet_classify.py --init_checkpoint=runs/xlnet_pretrain    # from an xlnet_pretrain run
     python recipes/xlnet_classify.py --task=glue/stsb --data_dir=~/tensorflow_datasets --max_seq_length=128 \
         --init_checkpoint=xlnet_large/model.weights.h5 --spiece_model=xlnet_cased/spiece.model \
-        --global_batch_size=32 --learning_rate=5e-5 --train_steps=1200 --warmup_steps=120   # the README's STS-B
+        --global_batch_size=32 --learning_rate=5e-5 --train_steps=1200 --warmup_steps=120   # xlnet README STS-B
     python recipes/xlnet_classify.py --task=tsv --train_file=train.tsv --dev_file=dev.tsv --text_a_column=0 \
         --label_column=1
 
@@ -121,7 +121,9 @@ def main(argv):
     recorded = _recorded_config(os.path.join(hp.model_dir, CONFIG_FILE))
     resumed = tf.train.latest_checkpoint(hp.model_dir) is not None and recorded is not None
     source = support.init_source(hp.init_checkpoint) if hp.init_checkpoint and not resumed else None
-    vocabulary = _vocabulary(hp, support, task, source, chief)
+    texts = [text for a, b, _ in task.splits["train"] for text in (a, b) if text]
+    vocabulary = support.run_vocabulary(hp.model_dir, texts, spiece_model=hp.spiece_model, vocab_size=hp.vocab_size,
+                                        chief=chief, source=source, init_checkpoint=hp.init_checkpoint, save=False)
     if source is not None:
         support.check_vocabulary(vocabulary, source, hp.init_checkpoint)
     backbone_args = (recorded or {}).get(support.BACKBONE_KEY) if resumed else None
@@ -146,8 +148,9 @@ def main(argv):
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=hp.weight_decay, epsilon=hp.adam_epsilon)
         optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
         model.compile(optimizer=optimizer)
-    baselines = {s: support.majority_metrics(hp.task, arrays["train"]["labels"], arrays[s]["labels"])
-                 for s in labelled}
+    regression = task.is_regression
+    baselines = {s: support.majority_metrics(hp.task, arrays["train"]["labels"], arrays[s]["labels"],
+                                             regression=regression) for s in labelled}
     if chief:
         sizes = ", ".join(f"{len(arrays[s]['labels']):,} {s}" for s in arrays)
         start = f"--init_checkpoint={hp.init_checkpoint}" if source else ("resumed" if resumed else "random weights")
@@ -167,14 +170,15 @@ def main(argv):
         return model(inputs, training=False)
 
     def glue_extra(split):
-        return lambda: support.glue_metrics(hp.task, arrays[split]["labels"], _predict(forward, arrays[split],
-                                                                                       task.num_classes))
+        return lambda: support.glue_metrics(hp.task, arrays[split]["labels"],
+                                            _predict(forward, arrays[split], task.num_classes), regression=regression)
 
-    extras = [] if hp.task not in ("glue/cola", "glue/mrpc", "glue/qqp", "glue/stsb") else [glue_extra("dev")]
+    glue_extras = regression or hp.task in ("glue/cola", "glue/mrpc", "glue/qqp", "glue/stsb")
+    extras = [glue_extra("dev")] if glue_extras else []
     backbone_config = {k: v for k, v in backbone.get_config().items() if k not in ("name", "trainable", "dtype")}
     config = hp.run_config(vocabulary_size=len(vocabulary), vocab_sha1=vocabulary.sha1,
                            task_sha1=support.task_sha1(task), **{support.BACKBONE_KEY: backbone_config})
-    metric = support.primary_metric(hp.task)
+    metric = support.primary_metric(hp.task, regression)
     stopping = EarlyStopping(metric, patience=hp.patience or NEVER, mode="max")
     trainer = Trainer(model, strategy=strategy, model_dir=hp.model_dir, dataset_fn=dataset_fn, config=config,
                       eval_dataset_fn=eval_fn("dev"), eval_extras=extras, early_stopping=stopping,
@@ -201,28 +205,6 @@ def main(argv):
         path = export_saved_model(hp.export_dir, model, classifier_endpoints(model), assets=assets, strategy=strategy)
         if chief:
             print(f"exported {path}", flush=True)
-
-
-def _vocabulary(hp, support, task, source, chief):
-    """--spiece_model; the run's own (resumed); the checkpoint's; else one trained on the training texts."""
-    import os
-
-    own = os.path.join(hp.model_dir, support.VOCAB_FILE)
-    if hp.spiece_model:
-        return support.load_vocabulary(hp.spiece_model, "--spiece_model")
-    if os.path.exists(own) and os.path.exists(os.path.join(hp.model_dir, "config.json")):
-        return support.load_vocabulary(own, "--model_dir")
-    if source is not None:
-        if source.vocabulary is None:
-            from zoo.errors import ZooError
-
-            raise ZooError(f"--init_checkpoint={hp.init_checkpoint} has no spiece.model beside it; pass its "
-                           "SentencePiece model as --spiece_model")
-        return support.load_vocabulary(source.vocabulary, "--init_checkpoint")
-    from zoo.data import xlnet_vocabulary
-
-    texts = [text for a, b, _ in task.splits["train"] for text in (a, b) if text]
-    return xlnet_vocabulary.train_xlnet_vocabulary(texts, hp.vocab_size)
 
 
 def _recorded_config(path):

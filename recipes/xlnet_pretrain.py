@@ -87,12 +87,6 @@ SPEC = zoo_flags.declare(
 )
 
 
-def _given(name):
-    from absl import flags
-
-    return flags.FLAGS[name].present
-
-
 def main(argv):
     del argv
     import time
@@ -110,7 +104,7 @@ def main(argv):
     from zoo.training.trainer import Trainer
 
     hp = SPEC.values()
-    training = support.paper_training(hp, _given, use_paper=hp.paper_training)
+    training = support.paper_training(hp, zoo_flags.given, use_paper=hp.paper_training)
     strategy, chief = recipe_support.setup(hp)
     replicas = strategy.num_replicas_in_sync
     support.check_pretraining(training, replicas)

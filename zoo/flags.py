@@ -242,6 +242,12 @@ class Values:
 # === Running a recipe ===
 
 
+def given(name):
+    """True when the flag `name` was given on the command line (not left at its default): recipes fill the
+    flags not given from a paper's table."""
+    return flags.FLAGS[name].present
+
+
 def fail(message):
     """Prints `error: <message>` as one line on stderr and exits with code 2, skipping TensorFlow's slow,
     noisy teardown of half-built state."""

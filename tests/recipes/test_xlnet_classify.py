@@ -199,6 +199,25 @@ def test_sentence_pairs_from_tsv(tmp_path):
     assert report["task"] == "tsv" and report["dev"]["majority_baseline"]["accuracy"] == 0.5
 
 
+@pytest.mark.slow
+def test_tsv_regression_stops_on_pearson_and_reports_correlations(tmp_path):
+    """--regression: float labels, early stopping on Pearson, baseline = the mean label (no accuracy)."""
+    from zoo.data import text_sources
+
+    sentences = [s for d in text_sources.load_documents()[:10] for s in d]
+    rows = ["text\tscore"] + [f"{s}\t{len(s.split()) / 10:.1f}" for s in sentences]
+    for name, part in (("train.tsv", rows), ("dev.tsv", rows[:21])):
+        (tmp_path / name).write_text("\n".join(part) + "\n")
+    model_dir = tmp_path / "model"
+    result = run(f"--model_dir={model_dir}", "--task=tsv", f"--train_file={tmp_path / 'train.tsv'}",
+                 f"--dev_file={tmp_path / 'dev.tsv'}", "--regression", "--export_dir=", "--train_steps=3",
+                 *SMALL)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    report = json.loads((model_dir / "results.json").read_text())
+    assert "pearson" in report["best"] and "spearman" in report["dev"]
+    assert report["dev"]["majority_baseline"] == {"pearson": 0.0, "spearman": 0.0}
+
+
 def _other_vocabulary(tmp_path):
     from zoo.data import xlnet_vocabulary
 

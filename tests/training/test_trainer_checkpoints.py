@@ -1,7 +1,6 @@
 """The Trainer's checkpoint holds every weight, also those of layers a model keeps in a Python list (out of
 TensorFlow's checkpoint graph in Keras 3), and still resumes checkpoints written before it did."""
 
-import os
 
 import keras
 import numpy as np

@@ -54,8 +54,8 @@ def relative_positions(query_length, key_length, *, kind, clamp_len=-1, bi_data=
     kind="transformer_xl": key_length-1 ... 0 (key_length values); "xlnet_bi": key_length ... -query_length+1
     (key_length+query_length values); "xlnet_uni": key_length ... 0 (key_length+1 values). clamp_len > 0
     clips to [-clamp_len, clamp_len] (as both originals, -1 or 0: no clipping). bi_data (XLNet) returns
-    [batch_size, R]: the first batch_size/2 rows forward, the rest the backward sequence (-positions);
-    otherwise [R].
+    [batch_size, R]: the first batch_size/2 rows forward, the rest the backward sequence (-positions;
+    batch_size may be a dynamic tensor); otherwise [R].
 
     Example:
         relative_positions(2, 3, kind="xlnet_bi")   # [3., 2., 1., 0., -1.]
@@ -67,11 +67,11 @@ def relative_positions(query_length, key_length, *, kind, clamp_len=-1, bi_data=
     clip = (lambda x: ops.clip(x, -float(clamp_len), float(clamp_len))) if clamp_len > 0 else (lambda x: x)
     if not bi_data:
         return clip(forward)
-    if not isinstance(batch_size, numbers.Integral) or batch_size % 2:
-        raise ZooError(f"bi_data needs an even (static) per-replica batch, got batch_size={batch_size}; "
-                       "pass an even --batch_size (or bi_data=False)")
-    half = batch_size // 2
-    rows = [ops.broadcast_to(clip(forward)[None], (half, ops.shape(forward)[0])),
+    if batch_size is None or (isinstance(batch_size, numbers.Integral) and batch_size % 2):
+        raise ZooError(f"--bi_data needs an even per-replica batch, got {batch_size}; make "
+                       "--global_batch_size an even multiple of the replica count (or pass --nobi_data)")
+    half = batch_size // 2   # may be a tensor (a dynamic evaluation or serving batch)
+    rows = [ops.broadcast_to(clip(forward)[None], (batch_size - half, ops.shape(forward)[0])),
             ops.broadcast_to(clip(-forward)[None], (half, ops.shape(forward)[0]))]
     return ops.concatenate(rows, axis=0)
 

@@ -158,7 +158,6 @@ def plot_curves(model_dir, path, *, level, unigram):
 def export_language_model(export_dir, backbone, endpoints, vocab, *, model_dir, chief, strategy):
     """Exports `backbone` with `endpoints` and the run's vocabulary in the assets (`VOCAB_FILE`); workers other
     than the chief write a throw-away export with a copy of the vocabulary. Returns the export's path."""
-    import os
     import tempfile
 
     from zoo.training.export import export_saved_model

@@ -83,11 +83,13 @@ def split_documents(source, validation_fraction, seed):
     return [d.splitlines() for d in kept], [d.splitlines() for d in held]
 
 
-def run_vocabulary(model_dir, documents, *, spiece_model, vocab_size, chief):
+def run_vocabulary(model_dir, documents, *, spiece_model, vocab_size, chief, source=None, init_checkpoint=None,
+                   save=True):
     """The run's `XLNetVocabulary`: `--spiece_model`; else the `spiece.model` of a recorded run in
-    `model_dir` (one with config.json: a resumed run keeps its own); else a SentencePiece unigram model with
-    XLNet's special ids trained on `documents`. Unless the run is recorded the chief saves it in `model_dir`
-    (config.json then pins its SHA-1, so another one is refused on resume)."""
+    `model_dir` (one with config.json: a resumed run keeps its own); else the one beside `source` (the
+    checkpoint `--init_checkpoint=init_checkpoint` starts from); else a SentencePiece unigram model with
+    XLNet's special ids trained on `documents`. With `save`, unless the run is recorded the chief saves it in
+    `model_dir` (config.json then pins its SHA-1, so another one is refused on resume)."""
     from zoo.data import xlnet_vocabulary
     from zoo.training.trainer import CONFIG_FILE
 
@@ -97,9 +99,14 @@ def run_vocabulary(model_dir, documents, *, spiece_model, vocab_size, chief):
         vocabulary = load_vocabulary(spiece_model, "--spiece_model")
     elif recorded and os.path.exists(own):
         vocabulary = load_vocabulary(own, "--model_dir")
+    elif source is not None:
+        if source.vocabulary is None:
+            raise ZooError(f"--init_checkpoint={init_checkpoint} has no spiece.model beside it; pass its "
+                           "SentencePiece model as --spiece_model")
+        vocabulary = load_vocabulary(source.vocabulary, "--init_checkpoint")
     else:
         vocabulary = xlnet_vocabulary.train_xlnet_vocabulary(documents, vocab_size)
-    if chief and not recorded:
+    if save and chief and not recorded:
         vocabulary.save(model_dir)
     return vocabulary
 
@@ -244,22 +251,22 @@ PRIMARY = {"glue/cola": "matthews_corrcoef", "glue/stsb": "pearson"}  # else acc
 WITH_F1 = ("glue/mrpc", "glue/qqp")
 
 
-def primary_metric(task):
-    """The dev metric early stopping watches: GLUE's headline one for `task`."""
-    return PRIMARY.get(task, "accuracy")
+def primary_metric(task, regression=False):
+    """The dev metric early stopping watches: GLUE's headline one for `task` (Pearson for any regression)."""
+    return "pearson" if regression else PRIMARY.get(task, "accuracy")
 
 
-def glue_metrics(task, labels, predictions):
+def glue_metrics(task, labels, predictions, regression=False):
     """GLUE's metrics of `predictions` against `labels`, computed as GLUE's own scripts do (scikit-learn,
     scipy): accuracy, plus F1 of class 1 for MRPC/QQP and Matthews' correlation for CoLA; Pearson and
-    Spearman correlations for STS-B (regression; 0 where a side is constant)."""
+    Spearman correlations for STS-B and any `regression` task (0 where a side is constant)."""
     import warnings
 
     from scipy import stats
     from sklearn import metrics
 
     labels, predictions = np.asarray(labels), np.asarray(predictions)
-    if task == "glue/stsb":
+    if regression or task == "glue/stsb":
         if labels.size < 2 or np.ptp(labels) == 0 or np.ptp(predictions) == 0:
             return {"pearson": 0.0, "spearman": 0.0}
         return {"pearson": float(stats.pearsonr(labels, predictions)[0]),
@@ -274,11 +281,11 @@ def glue_metrics(task, labels, predictions):
     return out
 
 
-def majority_metrics(task, train_labels, labels):
+def majority_metrics(task, train_labels, labels, regression=False):
     """The metrics of always predicting the most frequent training label (its mean for regression)."""
     train_labels = np.asarray(train_labels)
-    if task == "glue/stsb":
-        return glue_metrics(task, labels, np.full(len(labels), float(np.mean(train_labels))))
+    if regression or task == "glue/stsb":
+        return glue_metrics(task, labels, np.full(len(labels), float(np.mean(train_labels))), regression=True)
     values, counts = np.unique(train_labels, return_counts=True)
     return glue_metrics(task, labels, np.full(len(labels), values[np.argmax(counts)]))
 

@@ -19,9 +19,8 @@ import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from zoo.errors import ZooError
-from zoo.training.checkpoints import UNTRACKED, checkpoint_numbers, untracked_weights
+from zoo.training.checkpoints import GRAPH_KEY, UNTRACKED, checkpoint_numbers, untracked_weights
 
-_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 
 def average_checkpoints(model_dir, model, last_n=5, root_name="model"):
@@ -91,7 +90,7 @@ def average_checkpoints(model_dir, model, last_n=5, root_name="model"):
 def _checkpoint_keys(reader, model, root_name, path):
     """Maps `id(variable)` of each variable reachable from `model` to its key in the checkpoint."""
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor(_GRAPH_KEY))
+    graph.ParseFromString(reader.get_tensor(GRAPH_KEY))
     start = [c.node_id for c in graph.nodes[0].children if c.local_name == root_name]
     if not start:
         names = ", ".join(c.local_name for c in graph.nodes[0].children)

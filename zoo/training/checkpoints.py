@@ -33,7 +33,7 @@ from zoo.paths import check_directory
 
 _CKPT = re.compile(r"^ckpt-(\d+)\.(index|data-\d+-of-\d+)$")
 _LOCKS = {}  # absolute model_dir -> open lock file, held until the process exits
-_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"  # the object-graph entry of a TF checkpoint
 UNTRACKED = "untracked_weights"  # the Trainer checkpoint's root entry for them
 
 
@@ -60,7 +60,7 @@ def root_names(path):
     unreadable)."""
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
     try:
-        graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor(_GRAPH_KEY))
+        graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor(GRAPH_KEY))
     except DecodeError as e:  # garbage that passed the checksums: damaged like any unreadable file
         raise tf.errors.DataLossError(None, None, f"unreadable object graph ({e})") from None
     return {c.local_name for c in graph.nodes[0].children}
@@ -135,7 +135,8 @@ def _warn_legacy(path, checkpoint):
     if stats:
         print(f"warning: {path} predates the saving of weights held in lists: {len(stats)} non-trainable "
               f"weight(s) it lacks (e.g. {stats[0].path}) keep their initial values (trainable ones are "
-              "restored through the optimizer's list); checkpoints from now on hold them all", file=sys.stderr, flush=True)
+              "restored through the optimizer's list); checkpoints from now on hold them all",
+              file=sys.stderr, flush=True)
 
 
 def _rewrite_bookkeeping(model_dir, restored):

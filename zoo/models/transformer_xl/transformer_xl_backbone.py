@@ -146,12 +146,6 @@ class TransformerXLBackbone(Configurable, keras.Model):
         """Every weight is created in `__init__`; nothing to do."""
         self.built = True
 
-    def zero_memories(self, batch_size, slots=None):
-        """Empty memory: (num_layers x zeros [batch_size, slots (default mem_len), H], memory_length zeros)."""
-        slots = self.mem_len if slots is None else slots
-        zeros = [tf.zeros((batch_size, slots, self.hidden_dim), tf.float32) for _ in range(self.num_layers)]
-        return zeros, tf.zeros((batch_size,), tf.int32)
-
     def call(self, token_ids, training=False):
         """Hidden states [B, T, H] from empty memory."""
         return self.run(token_ids, training=training)[0]

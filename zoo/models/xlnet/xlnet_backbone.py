@@ -233,18 +233,13 @@ class XLNetBackbone(Configurable, keras.Model):
     def _position_encoding(self, batch, length, key_length, training):
         """Sinusoid encoding of the relative distances, [1 or B, R, H], dropped out (per row in training)."""
         kind = ATTN_TYPES[self.attn_type]
-        positions = relative_positions(length, key_length, kind=kind, clamp_len=self.clamp_len)
-        encoding = sinusoid_encoding(positions, self.hidden_dim, self.compute_dtype)[None]
         if self.bi_data:  # rows [forward half | backward half]; the batch may be dynamic (evaluation, serving)
-            if isinstance(batch, int) and batch % 2:
-                raise ZooError(f"--bi_data needs an even per-replica batch, got {batch}; make "
-                               f"--global_batch_size an even multiple of the replica count, or pass --nobi_data")
-            # clamping is symmetric, so the backward distances are -forward as relative_positions' bi_data rows
-            backward = sinusoid_encoding(-positions, self.hidden_dim, self.compute_dtype)[None]
-            size = ops.shape(encoding)[1]
-            half = batch // 2
-            encoding = ops.concatenate([ops.broadcast_to(encoding, (batch - half, size, self.hidden_dim)),
-                                        ops.broadcast_to(backward, (half, size, self.hidden_dim))], axis=0)
-        elif training and self.dropout > 0:  # the original tiles to the batch before its dropout
+            positions = relative_positions(length, key_length, kind=kind, clamp_len=self.clamp_len, bi_data=True,
+                                           batch_size=batch)
+            encoding = sinusoid_encoding(positions, self.hidden_dim, self.compute_dtype)
+        else:
+            positions = relative_positions(length, key_length, kind=kind, clamp_len=self.clamp_len)
+            encoding = sinusoid_encoding(positions, self.hidden_dim, self.compute_dtype)[None]
+        if not self.bi_data and training and self.dropout > 0:  # the original tiles to the batch before its dropout
             encoding = ops.broadcast_to(encoding, (batch, ops.shape(encoding)[1], self.hidden_dim))
         return self.position_dropout(encoding, training=training)
