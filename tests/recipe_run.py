@@ -5,8 +5,10 @@ README's `pip install -e .`, exactly as a user's run does.
 """
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import tensorflow as tf
 from tensorflow.core.util import event_pb2
@@ -26,6 +28,28 @@ def start_recipe(script, *args, env=None):
     """Starts `recipes/<script>` in the background (output discarded); returns the Popen."""
     return subprocess.Popen([sys.executable, os.path.join("recipes", script), *args], cwd=ROOT,
                             env={**ENV, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def kill_at_first_checkpoint(script, model_dir, *args, train_steps, env=None, timeout=300):
+    """Starts `recipes/<script>` with `args`, SIGKILLs it as soon as a checkpoint appears in `model_dir`, and
+    returns that checkpoint's step (asserted below `train_steps`: the run was killed, not finished)."""
+    with open(os.path.join(str(model_dir) + ".stderr"), "wb") as err:
+        proc = subprocess.Popen([sys.executable, os.path.join("recipes", script), *args], cwd=ROOT,
+                                env={**ENV, **(env or {})}, stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and tf.train.latest_checkpoint(str(model_dir)) is None:
+        time.sleep(0.05)
+    ended = proc.poll()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with open(str(model_dir) + ".stderr", errors="replace") as f:
+        stderr = f.read()[-3000:]
+    assert ended is None, f"the run ended (code {ended}) before it was killed: {stderr}"
+    checkpoint = tf.train.latest_checkpoint(str(model_dir))
+    assert checkpoint is not None, f"no checkpoint in {model_dir} after {timeout} s: {stderr}"
+    step = int(checkpoint.rsplit("-", 1)[1])
+    assert step < train_steps, f"the run reached step {step} of {train_steps} before it was killed"
+    return step
 
 
 def assert_one_line_error(result, *fragments):

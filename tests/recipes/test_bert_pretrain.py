@@ -1,14 +1,12 @@
 """bert_pretrain.py end to end, in subprocesses, as a user runs it."""
 
 import os
-import signal
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.recipe_run import assert_one_line_error, run_recipe, start_recipe, summary_scalars
+from tests.recipe_run import assert_one_line_error, kill_at_first_checkpoint, run_recipe, summary_scalars
 from tests.tf_only import run_tf_only
 
 SMALL = ["--max_documents=40", "--dupe_factor=1", "--seq_length=64", "--max_predictions=10", "--warmup_steps=2",
@@ -117,18 +115,11 @@ def test_resumes_after_sigkill(tmp_path, first_run):
     model_dir = tmp_path / "model"
     args = [f"--model_dir={model_dir}", "--export_dir=", f"--vocab_file={first_run[0] / 'vocab.txt'}",
             "--train_steps=150", "--checkpoint_every=5", "--log_every=50", *SMALL]
-    proc = start_recipe("bert_pretrain.py", *args)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and tf.train.latest_checkpoint(str(model_dir)) is None:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = tf.train.latest_checkpoint(str(model_dir))
-    assert killed_at is not None and int(killed_at.rsplit("-", 1)[1]) < 150, "the run ended before it was killed"
+    killed_at = kill_at_first_checkpoint("bert_pretrain.py", model_dir, *args, train_steps=150)
 
     result = run(*args)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"Resuming from step {killed_at.rsplit('-', 1)[1]}" in result.stdout
+    assert f"Resuming from step {killed_at}" in result.stdout
     assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-150")
 
 

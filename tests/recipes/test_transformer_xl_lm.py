@@ -5,16 +5,12 @@ import json
 import math
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 import zipfile
 
 import numpy as np
 import pytest
 
-from tests.recipe_run import ENV, ROOT, assert_one_line_error, run_recipe, summary_tags
+from tests.recipe_run import assert_one_line_error, kill_at_first_checkpoint, run_recipe, summary_tags
 from tests.tf_only import run_tf_only
 from zoo.errors import ZooError
 from zoo.recipe_support import transformer_xl as txl
@@ -273,26 +269,12 @@ def test_two_replicas_resume_to_the_uninterrupted_result(first_run, single_run):
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, single_run):
-    import tensorflow as tf
-
     model_dir = tmp_path / "killed"
     args = [f"--model_dir={model_dir}", *TINY, "--train_steps=6", "--export_dir="]
-    stderr = tmp_path / "stderr.txt"
-    with open(stderr, "wb") as err:
-        proc = subprocess.Popen([sys.executable, os.path.join("recipes", "transformer_xl_lm.py"), *args], cwd=ROOT,
-                                env=ENV, stdout=subprocess.DEVNULL, stderr=err)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and tf.train.latest_checkpoint(str(model_dir)) is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, f"the run ended (code {proc.returncode}) before it was killed: " + \
-        stderr.read_text(errors="replace")[-3000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = tf.train.latest_checkpoint(str(model_dir))
-    assert killed_at is not None and int(killed_at.rsplit("-", 1)[1]) < 6, "the run ended before it was killed"
+    killed_at = kill_at_first_checkpoint("transformer_xl_lm.py", model_dir, *args, train_steps=6)
     resumed = run(*args)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"Resuming from step {killed_at.rsplit('-', 1)[1]}" in resumed.stdout
+    assert f"Resuming from step {killed_at}" in resumed.stdout
     one, got = evaluations(single_run[1].stdout), evaluations(resumed.stdout)
     assert 6 in got and all(got[k] == pytest.approx(one[k], rel=1e-4) for k in got), (one, got)
 

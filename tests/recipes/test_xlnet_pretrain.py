@@ -2,15 +2,12 @@
 recipe end to end in subprocesses (slow): export loaded TF-only, resume after SIGKILL == uninterrupted, two
 CPU replicas."""
 
-import os
-import signal
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.recipe_run import assert_one_line_error, run_recipe, start_recipe
+from tests.recipe_run import assert_one_line_error, kill_at_first_checkpoint, run_recipe
 from zoo.errors import ZooError
 from zoo.recipe_support import xlnet as support
 
@@ -150,17 +147,11 @@ def test_resume_after_sigkill_equals_uninterrupted(tmp_path, mirrored_run):
     whole = run(f"--model_dir={tmp_path / 'whole'}", *common)
     assert whole.returncode == 0, whole.stderr[-3000:]
     model_dir = tmp_path / "killed"
-    proc = start_recipe("xlnet_pretrain.py", f"--model_dir={model_dir}", *common)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and tf.train.latest_checkpoint(str(model_dir)) is None:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = tf.train.latest_checkpoint(str(model_dir))
-    assert killed_at is not None and int(killed_at.rsplit("-", 1)[1]) < 12, "the run ended before it was killed"
+    killed_at = kill_at_first_checkpoint("xlnet_pretrain.py", model_dir, f"--model_dir={model_dir}", *common,
+                                         train_steps=12)
     resumed = run(f"--model_dir={model_dir}", *common)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"Resuming from step {killed_at.rsplit('-', 1)[1]}" in resumed.stdout
+    assert f"Resuming from step {killed_at}" in resumed.stdout
     a, b = _model_tensors(tmp_path / "whole"), _model_tensors(model_dir)
     assert sorted(a) == sorted(b) and len(a) > 20
     for name in a:
