@@ -1,31 +1,37 @@
 """AutoML in one command: Progressive NAS over cells plus hyper-parameter search, then the best cell retrained
 at a larger size, evaluated, exported for TF Serving and reported.
 
-    python recipes/automl_search.py                          # tiny space on the embedded shapes, ~10 min on 2 CPUs
+    python recipes/automl_search.py                          # tiny space on the embedded shapes, ~7 min on 2 CPUs
     python recipes/automl_search.py --max_trials=60 --max_blocks=3 --beam=8 --trial_steps=200 \
         --ops=identity,sep_3x3,sep_5x5,max_pool_3x3,avg_pool_3x3 --search_dir=runs/pnas
-    python recipes/automl_search.py --dataset=cifar10 --data_dir=~/tensorflow_datasets --max_blocks=5 \
-        --ops= --max_trials=300 --trial_steps=2000 --final_steps=100000 --final_filters=48 --final_cells=9
+    python recipes/automl_search.py --dataset=cifar10 --data_dir=~/tensorflow_datasets --max_blocks=5 --ops= \
+        --first_level=0 --beam=32 --max_trials=300 --trial_steps=2000 --final_steps=100000 --final_filters=48 \
+        --final_cells=9
     python recipes/automl_search.py --image_dir=photos/ --image_size=64
 
 Phases, printed as they start: (1) search: a KerasTuner search whose oracle is Progressive NAS
 (`zoo.search.PNASOracle`: every one-block cell of the space, or --first_level of them, then per level the
---beam best cells expanded by one block and ranked by a surrogate, up to --max_blocks) while each trial also
-draws a learning rate, width F, cells N, weight decay and drop-path rate from the given ranges; every trial
-trains `PNASNet(cell=...)` for --trial_steps steps (`zoo.search.trials`) and reports validation top-1;
-(2) --baseline: random search over the same space at the same number of trials (the paper's comparison);
-(3) retrain the best cell at --final_filters/--final_cells for --final_steps; (4) evaluate; (5) export
-(<export_dir>/<version>/, default <search_dir>/export/<version>/: `serving_default` float images -> probabilities, top-k; `classify_bytes` JPEG/PNG
-bytes -> class names; assets/labels.txt) and (6) the report in <search_dir>/report/: trials.csv, report.md,
-the best cells as PNGs, accuracy_vs_params.png with the Pareto front, best_so_far.png (PNAS vs random).
+--beam best cells expanded by one block and ranked by a --surrogate ensemble fit on the finished trials, up to
+--max_blocks; at most --max_trials trials) while each trial also draws a learning rate, width F, cells N,
+weight decay and drop-path rate at random from the given ranges (the surrogate ranks cells only, as the
+paper's; ranges of one value fix a hyper-parameter); every trial trains `PNASNet(cell=...)` for --trial_steps
+steps (`zoo.search.trials`) and reports validation top-1; (2) --baseline: random search over the same space
+and ranges for as many trials as PNAS ran (the paper's comparison); (3) retrain the best cell with its
+hyper-parameters at --final_filters/--final_cells for --final_steps; (4) evaluate; (5) export
+(<export_dir>/<version>/, default <search_dir>/export/<version>/: `serving_default` float images ->
+probabilities, top-k; `classify_bytes` JPEG/PNG bytes -> class names; assets/labels.txt) and (6) the report in
+<search_dir>/report/: trials.csv, report.md, the best cells as PNGs, accuracy against parameters and against
+multiply-adds with the Pareto front, best_so_far.png (PNAS vs random: the best and the mean of the best 5 so
+far).
 
 Resume: run the same command again; finished trials are not re-run (KerasTuner state in <search_dir>/pnas and
 <search_dir>/random, the oracle's level, queue and surrogate), an interrupted trial and the final training
-continue from their checkpoints. A trial that diverges, raises or whose process dies (e.g. killed when out of
-memory) is recorded FAILED with its reason and the search goes on; when no trial completes the command stops
-with one error line. Each trial trains in a fresh process (--trial_isolation=process, the default: it opens
-the data and builds --strategy itself; its output goes to <trial dir>/trial.log), so the search's memory
-does not grow across trials; --trial_isolation=none trains in the search's process (see
+continue from their checkpoints; other search settings (space, ranges, seed, beam, steps, batch, data) are
+refused with one line. A trial that diverges, raises or whose process dies (e.g. killed when out of memory) is
+recorded FAILED with its reason and the search goes on; when no trial completes (or the first 5 all fail) the
+command stops with one error line. Each trial trains in a fresh process (--trial_isolation=process, the
+default: it opens the data and builds --strategy itself; its output goes to <trial dir>/trial.log), so the
+search's memory does not grow across trials; --trial_isolation=none trains in the search's process (see
 benchmarks/search_memory.py for both).
 
 Distributed (KerasTuner's chief/worker mode; every process runs the same command on a shared --search_dir):
@@ -35,7 +41,8 @@ Distributed (KerasTuner's chief/worker mode; every process runs the same command
     KERASTUNER_TUNER_ID=tuner1 ...
 
 The chief runs the oracle only (the baseline's oracle on port + 1), then retrains, exports and reports; the
-workers train trials and exit when the search is done.
+workers train trials and exit when the search is done. A worker that dies leaves its trial running and the
+level waiting for it: start it again with the same KERASTUNER_TUNER_ID and it is given that trial again.
 """
 
 from zoo import flags as zoo_flags
@@ -59,6 +66,9 @@ SPEC = zoo_flags.declare(
     Int("beam", 8, "K: cells trained per level after the first.", at_least=1),
     Int("max_blocks", 2, "B: blocks of the largest cell.", at_least=1, at_most=5),
     Int("first_level", 12, "One-block cells trained at level 1 (0: all of the space's).", at_least=0),
+    Enum("surrogate", "mixed", ("mixed", "lstm", "mlp"), "The accuracy predictor's ensemble of 5: LSTMs over the "
+         "blocks, MLPs over their mean embedding, or both alternating (the paper: the LSTM ranks cells of one size "
+         "better, the MLP generalises better to the next size)."),
     String("ops", "identity,sep_3x3,max_pool_3x3", "Comma-separated operations of the space (empty: PNAS's 8)."),
     String("learning_rates", "0.02,0.1", "low,high of the learning rate (log-uniform), or one value."),
     String("filters", "8", "Choices of F (filters of the first stage) during the search, e.g. 8,16."),
@@ -103,7 +113,6 @@ def _phase(number, text):
 
 def main(argv):
     del argv
-    import json
     import os
 
     import keras
@@ -111,7 +120,9 @@ def main(argv):
     from keras_tuner.src.distribute import utils as dist_utils
 
     from zoo.data import image_classification as data_lib
+    from zoo.errors import ZooError
     from zoo.models.nas.image_classifier import ImageClassifier
+    from zoo.paths import write_json_atomically
     from zoo.recipe_support import image_classification as support
     from zoo.registry import trainable_params
     from zoo.search import PNASOracle, SearchSpace, check_search, random_search_oracle, report
@@ -127,6 +138,11 @@ def main(argv):
         _grow_gpu_memory()
     strategy = None if isolated else strategies.from_flag(hp.strategy, hp.tpu, hp.connect_timeout)
     space = SearchSpace(ops=hp.ops or None, max_blocks=hp.max_blocks)
+    first_level = min(hp.first_level or space.num_cells(1), space.num_cells(1))
+    if hp.max_blocks > 1 and hp.max_trials <= first_level:
+        raise ZooError(f"--max_trials={hp.max_trials} is used up by the first level's {first_level} one-block cells, "
+                       "so Progressive NAS would never expand a cell: raise --max_trials (e.g. to "
+                       f"{first_level + hp.beam * (hp.max_blocks - 1)}) or lower --first_level")
     hps = default_hyperparameters(
         learning_rate=_numbers("learning_rates", hp.learning_rates), filters=_numbers("filters", hp.filters, int),
         num_cells=_numbers("num_cells", hp.num_cells, int),
@@ -139,8 +155,14 @@ def main(argv):
     nan_trials = [int(v) for v in hp.nan_trials.split(",") if v.strip()]
     os.makedirs(hp.search_dir, exist_ok=True)
     role = "chief (oracle only)" if chief else (os.environ.get("KERASTUNER_TUNER_ID") if distributed else "local")
-    print(f"search space: {space}; {hp.max_trials} trials of {hp.trial_steps} steps; beam {hp.beam}; "
+    budget = min(hp.max_trials, first_level + hp.beam * (hp.max_blocks - 1))
+    print(f"search space: {space}; {budget} trials of {hp.trial_steps} steps (first level {first_level}, then "
+          f"beam {hp.beam} per level up to {hp.max_blocks} blocks; --max_trials={hp.max_trials}); "
           f"{data.name}: {data.num_classes} classes, {image_size}x{image_size}; {role}", flush=True)
+    # what a resumed search must share with the one in --search_dir (the oracles refuse other values)
+    settings = {"trial_steps": hp.trial_steps, "global_batch_size": hp.global_batch_size,
+                "trial_eval_steps": hp.trial_eval_steps, "image_size": image_size, "data": data.name,
+                "classes": data.num_classes}
 
     def search(name, oracle, port_offset):
         if distributed and port_offset:  # each search has its own chief server; the baseline's on port + 1
@@ -154,14 +176,18 @@ def main(argv):
         runner.search()
         return oracle, runner.project_dir
 
-    _phase(1, f"search (Progressive NAS, up to {hp.max_trials} trials)")
+    _phase(1, f"search (Progressive NAS, up to {budget} trials)")
     searches = {"PNAS": search("pnas", PNASOracle(
         space, keras_tuner.Objective("val_top1", "max"), max_trials=hp.max_trials, beam=hp.beam,
-        hyperparameters=hps, seed=hp.seed, first_level=hp.first_level or None), 0)}
+        hyperparameters=hps, seed=hp.seed, first_level=hp.first_level or None, surrogate={"kind": hp.surrogate},
+        settings=settings), 0)}
     if hp.baseline:
-        _phase(2, f"baseline (random search, {hp.max_trials} trials)")
+        # the same number of trials as PNAS ran (the chief's count; a worker's oracle is only a client)
+        pnas_trials = len(searches["PNAS"][0].trials) if not distributed or chief else hp.max_trials
+        _phase(2, f"baseline (random search, {pnas_trials} trials: as many as PNAS ran)")
         searches["random"] = search("random", random_search_oracle(
-            space, keras_tuner.Objective("val_top1", "max"), hp.max_trials, hyperparameters=hps, seed=hp.seed), 1)
+            space, keras_tuner.Objective("val_top1", "max"), max(1, pnas_trials), hyperparameters=hps, seed=hp.seed,
+            settings=settings), 1)
     if distributed and not chief:
         print(f"{os.environ.get('KERASTUNER_TUNER_ID')}: search done; the chief retrains, exports and reports",
               flush=True)
@@ -219,8 +245,8 @@ def main(argv):
     paths = report.write_report(os.path.join(hp.search_dir, "report"), searches, extra_lines=lines)
     print("\n".join(lines))
     print(f"report: {paths['markdown']}", flush=True)
-    with open(os.path.join(hp.search_dir, "report", "summary.json"), "w") as f:
-        json.dump({"best_trial": best.trial_id, "best_values": values, "paths": paths}, f, indent=1)
+    write_json_atomically(os.path.join(hp.search_dir, "report", "summary.json"),
+                          {"best_trial": best.trial_id, "best_values": values, "paths": paths})
 
 
 if __name__ == "__main__":

@@ -38,7 +38,28 @@ def test_all_trials_failing_stop_with_one_line(tmp_path):
     result = run(f"--search_dir={tmp_path / 's'}", "--nan_trials=0,1", "--max_blocks=1", "--first_level=2",
                  "--max_trials=2", "--trial_steps=1", "--trial_eval_steps=1", "--global_batch_size=4", "--filters=4",
                  "--num_cells=1", "--ops=sep_3x3", "--nobaseline")
-    assert_one_line_error(result, "all 2 trials failed", "training diverged")
+    assert_one_line_error(result, "all 2 trials failed", "training diverged", "new --search_dir")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags, fragments", [
+    (["--max_trials=5"], ["--max_trials=5 is used up by the first level's 12", "lower --first_level"]),
+    (["--ops=sep_3x3,conv_9x9"], ["unknown operation(s) conv_9x9", "--ops"]),
+])
+def test_bad_search_flags_are_one_line_errors(tmp_path, flags, fragments):
+    result = run(f"--search_dir={tmp_path / 's'}", *flags)
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "s").exists()  # refused before anything was written
+
+
+@pytest.mark.slow
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    args = [f"--search_dir={tmp_path / 's'}", "--final_steps=0", "--nobaseline", *TINY]
+    first = run(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    result = run(*[a for a in args if not a.startswith("--trial_steps")], "--trial_steps=3")
+    assert_one_line_error(result, "holds a search with other settings (trial_steps: trial_steps was 2, now 3)",
+                          "run with the same flags")
 
 
 @pytest.mark.slow
@@ -75,8 +96,8 @@ def test_killed_search_resumes_then_retrains_exports_and_reports(tmp_path):
                   "phase 6: report"):
         assert phase in result.stdout
     names = files(search_dir / "report")
-    for name in ("trials.csv", "report.md", "accuracy_vs_params.png", "best_so_far.png", "cell_pnas_1.png",
-                 "cell_random_1.png", "summary.json"):
+    for name in ("trials.csv", "report.md", "accuracy_vs_params.png", "accuracy_vs_mult_adds.png", "best_so_far.png",
+                 "cell_pnas_1.png", "cell_random_1.png", "summary.json"):
         assert name in names, names
     text = (search_dir / "report" / "report.md").read_text()
     assert "## PNAS: 2 trials, 2 completed, 0 failed" in text and "- final network (F=4, N=1" in text
@@ -96,18 +117,26 @@ def test_killed_search_resumes_then_retrains_exports_and_reports(tmp_path):
     assert out == {"p": [2, 10], "names": [1, 5]}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports():
+    """A free port P on 127.0.0.1 whose P + 1 is free too (the baseline's oracle listens there)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two adjacent free ports on 127.0.0.1")
 
 
 @pytest.mark.slow
 def test_distributed_chief_and_two_workers(tmp_path):
     search_dir = tmp_path / "search"
-    port = _free_port()
-    args = [f"--search_dir={search_dir}", "--final_steps=0", "--nobaseline", "--max_trials=3", "--first_level=2",
-            *TINY[2:]]
+    port = _free_ports()
+    args = [f"--search_dir={search_dir}", "--final_steps=0", "--max_trials=3", "--first_level=2", *TINY[2:]]
     command = [sys.executable, os.path.join("recipes", "automl_search.py"), *args]
     processes = []
     for tuner_id in ("chief", "tuner0", "tuner1"):
@@ -123,12 +152,16 @@ def test_distributed_chief_and_two_workers(tmp_path):
                 p.kill()
     logs = {t: (tmp_path / f"{t}.log").read_text()[-3000:] for t in ("chief", "tuner0", "tuner1")}
     assert codes == [0, 0, 0], logs
-    runs = trial_runs(search_dir / "pnas")
-    assert runs == {"trial_0": 1, "trial_1": 1, "trial_2": 1}, runs  # every trial ran exactly once
-    workers = {open(search_dir / "pnas" / name / "runs.log").read().split()[0] for name in runs}
-    assert workers <= {"tuner0", "tuner1"}
-    assert "chief (oracle only)" in logs["chief"] and "report:" in logs["chief"]
+    for search in ("pnas", "random"):  # the baseline's oracle served on port + 1, as many trials as PNAS ran
+        runs = trial_runs(search_dir / search)
+        assert runs == {"trial_0": 1, "trial_1": 1, "trial_2": 1}, (search, runs)  # every trial ran exactly once
+        workers = {open(search_dir / search / name / "runs.log").read().split()[0] for name in runs}
+        assert workers <= {"tuner0", "tuner1"}
+    chief_log = (tmp_path / "chief.log").read_text()
+    assert "chief (oracle only)" in chief_log and "report:" in chief_log
     text = (search_dir / "report" / "report.md").read_text()
-    assert "## PNAS: 3 trials, 3 completed, 0 failed" in text
+    assert "## PNAS: 3 trials, 3 completed, 0 failed" in text and "## random: 3 trials, 3 completed" in text
     names = files(search_dir / "report")
-    assert "cell_pnas_1.png" in names and "accuracy_vs_params.png" in names
+    for name in ("cell_pnas_1.png", "cell_random_1.png", "accuracy_vs_params.png", "accuracy_vs_mult_adds.png",
+                 "best_so_far.png", "trials.csv", "summary.json"):
+        assert name in names, names

@@ -89,6 +89,27 @@ def test_levels_beam_unique_and_resume(tmp_path):
     assert best.score == max(synthetic_score(cell) for _, cell in ran)
 
 
+@pytest.mark.parametrize("change, fragment", [
+    (dict(beam=3), "beam was 4, now 3"),
+    (dict(settings={"trial_steps": 60}), "trial_steps was 50, now 60"),
+    (dict(space=SearchSpace(OPS[:3], max_blocks=3)), "space was"),
+    (dict(hyperparameters="wider"), "hyperparameters was"),
+])
+def test_resuming_with_other_settings_is_refused(tmp_path, change, fragment):
+    """The saved settings are checked before KerasTuner would restore the old ranges over the new flags."""
+    def make(space=SearchSpace(OPS, max_blocks=3), hyperparameters=None, beam=4, settings=None):
+        if hyperparameters == "wider":
+            hyperparameters = hps()
+            hyperparameters.Float("weight_decay", 1e-5, 1e-3, sampling="log")
+        return PNASOracle(space, OBJECTIVE, max_trials=40, beam=beam, seed=0, hyperparameters=hyperparameters or hps(),
+                          settings=settings or {"trial_steps": 50}, **SMALL)
+
+    drive(make(), tmp_path, stop_after=3)
+    assert len(drive(make(), tmp_path, stop_after=1)) == 1  # the same settings resume
+    with pytest.raises(ZooError, match=f"holds a search with other settings .*{fragment}.*new --search_dir$"):
+        drive(make(**change), tmp_path, stop_after=1)
+
+
 def test_failed_trials_are_skipped_and_all_failing_is_an_error(tmp_path):
     space = SearchSpace(OPS[:2], max_blocks=2)                          # 4 sides → 10 one-block cells
     fails = lambda cell: cell[-1][2] == "identity"                       # noqa: E731
@@ -101,8 +122,9 @@ def test_failed_trials_are_skipped_and_all_failing_is_an_error(tmp_path):
 
     oracle = PNASOracle(space, OBJECTIVE, max_trials=14, beam=2, seed=0, abort_after_failures=0, **SMALL)
     ran = drive(oracle, tmp_path / "all", fail=lambda cell: True)
-    assert len(ran) == 10 and oracle.error.startswith("all 10 trials failed; first error: ResourceExhausted")
-    with pytest.raises(ZooError, match="all 10 trials failed; first error: ResourceExhaustedError: OOM"):
+    assert len(ran) == 10 and oracle.error.startswith("all 10 trials failed; first error (trial 00): OOM")
+    with pytest.raises(ZooError, match=r"all 10 trials failed; first error \(trial 00\): OOM when allocating; fix "
+                                       r"it .*new --search_dir$"):
         check_search(oracle)
     oracle = PNASOracle(space, OBJECTIVE, max_trials=14, beam=2, seed=0, **SMALL)   # stops after 5 failures
     assert len(drive(oracle, tmp_path / "early", fail=lambda cell: True)) == 5

@@ -32,7 +32,7 @@ def test_expansion_valid_and_round_trips():
     for child in children:
         assert child[:2] == cell and all(0 <= i <= 3 for i in child[2][:2])
         spec = CellSpec.get(space.to_json(child))                     # a valid CellSpec
-        assert spec.concat == [i for i in range(2, 5) if i not in {j for b in child for j in b[:2]}]
+        assert spec.concat == [2, 3, 4]  # every block output, read or not (PNASNet's cells)
         assert space.from_json(spec.to_json()) == child
     assert space.expand(children[0]) == []                            # max_blocks reached
     assert space.validate([(1, 0, "sep_3x3", "identity")]) == ((0, 1, "identity", "sep_3x3"),)
@@ -87,3 +87,21 @@ def test_surrogate_learns_a_synthetic_score():
         np.testing.assert_allclose(again, predicted, atol=1e-5)        # deterministic for a seed
         restored = Surrogate.from_state(space, model.get_state()).predict(cells[test])
         np.testing.assert_allclose(restored, predicted, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_surrogate_trained_on_smaller_cells_ranks_the_next_level():
+    """The oracle's use: fit on every cell of up to b blocks seen so far, rank the (b+1)-block expansions."""
+    space = SearchSpace(["identity", "sep_3x3", "sep_5x5", "max_pool_3x3", "avg_pool_3x3"], max_blocks=3)
+    rng = np.random.default_rng(2)
+    small = sorted({space.random_cell(rng, n) for n in (1, 2) for _ in range(150)})
+    large = sorted({space.random_cell(rng, 3) for _ in range(200)})
+    score = lambda cells: np.array([synthetic_score(c) for c in cells]) + rng.normal(0, 0.01, len(cells))  # noqa: E731
+    train = score(small)
+    scaled = (train - train.min()) / (train.max() - train.min())
+    rhos = {}
+    for kind in ("lstm", "mlp", "mixed"):
+        predicted = Surrogate(space, kind=kind, seed=0).fit(small, scaled).predict(large)
+        rhos[kind] = spearman(predicted, score(large))
+    # measured: lstm 0.90, mlp 0.96, mixed 0.95 (the paper: the MLP generalises better to b+1)
+    assert min(rhos.values()) > 0.8, rhos

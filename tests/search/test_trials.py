@@ -12,8 +12,8 @@ import pytest
 
 from zoo.errors import ZooError
 from zoo.search import report, trials as trials_lib
-from zoo.search.trials import (CellTrialRunner, build_network, check_search_succeeded, count_mult_adds,
-                               default_hyperparameters, failure_reason)
+from zoo.search.pnas_oracle import check_search, failure_reason
+from zoo.search.trials import CellTrialRunner, build_network, count_mult_adds, default_hyperparameters
 
 CELLS = ['{"blocks": [[0, 1, "sep_3x3", "identity", "add"]]}', '{"blocks": [[0, 0, "max_pool_3x3", "sep_3x3", "add"]]}']
 ROWS = [
@@ -53,6 +53,8 @@ def test_pareto_front_and_best_so_far():
     assert [r["trial"] for r in report.pareto_front(ROWS)] == ["0", "2"]  # 3 is bigger and worse than 2
     curve = report.best_so_far([{"status": "FAILED", "val_top1": ""}] + ROWS)
     assert math.isnan(curve[0]) and curve[1:] == [0.5, 0.5, 0.7, 0.7]
+    top2 = report.best_so_far(ROWS, k=2)  # the mean of the best 2 so far; nan until 2 completed
+    assert all(math.isnan(v) for v in top2[:2]) and top2[2:] == [pytest.approx(0.6), pytest.approx(0.65)]
 
 
 def test_report_files(tmp_path):
@@ -168,10 +170,11 @@ def test_failing_trial_is_recorded_and_the_search_goes_on(tmp_path, isolation):
         pids = {json.load(open(os.path.join(runner.get_trial_dir(t.trial_id), "process.json")))["pid"]
                 for t in trials}
         assert len(pids) == 2 and os.getpid() not in pids and runner.last_process["peak_rss_mib"] > 100
-    check_search_succeeded(runner.oracle, runner.project_dir)  # one completed: fine
+    check_search(runner.oracle)  # one completed: fine
     trials[1].status = "FAILED"  # as if every trial had failed: one clear line
-    with pytest.raises(ZooError, match=r"^all 2 trials failed; first error \(trial 0\): ZooError: training diverged"):
-        check_search_succeeded(runner.oracle, runner.project_dir)
+    with pytest.raises(ZooError, match=r"^all 2 trials failed; first error \(trial 0\): ZooError: training diverged"
+                       r".*run again with a new --search_dir$"):
+        check_search(runner.oracle)
     trials[1].status = "COMPLETED"
     rows = report.trial_rows(runner.oracle, runner.project_dir)
     assert rows[0]["reason"].startswith("ZooError: training diverged") and rows[1]["val_top1"] == metrics["val_top1"]

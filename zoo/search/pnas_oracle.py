@@ -12,10 +12,13 @@ answers "IDLE" while the current level still has running trials (distributed wor
 when level B is done (so a search uses at most |level 1| + K·(B − 1) trials of `max_trials`). Failed trials
 are recorded by KerasTuner and skipped by the ranking (never parents, never surrogate data). When every trial
 of level 1 failed, or the first `abort_after_failures` trials all failed, the search stops and `oracle.error`
-says "all N trials failed; first error: ..."; call `check_search(oracle)` after `tuner.search()` to raise it
-as a ZooError (a later level with no completed trial just ends the search with the best so far). The oracle's state (level, queue, predictions, failure) is in
-oracle.json; the surrogate's weights in pnas_surrogate.json next to it, so a restarted tuner
-(`overwrite=False`) continues without re-running finished trials.
+says "all N trials failed; first error (trial K): ..."; call `check_search(oracle)` after `tuner.search()` to
+raise it as a ZooError (a later level with no completed trial just ends the search with the best so far). The
+oracle's state (level, queue, predictions, failure) is in oracle.json; the surrogate's weights in
+pnas_surrogate.json next to it, so a restarted tuner (`overwrite=False`) continues without re-running finished
+trials. The state also records the search's settings (space, hyper-parameter ranges, seed, beam, first level,
+surrogate, and the caller's `settings`, e.g. steps per trial): a restart with other settings is refused with
+one line instead of mixing two searches in one directory.
 
 Example (driving the oracle directly, as the tests do; a Tuner does the same through create/end_trial):
     space = SearchSpace(ops=["identity", "sep_3x3", "max_pool_3x3"], max_blocks=2)
@@ -54,16 +57,33 @@ def _sample_hyperparameters(space_hps, rng):
     return dict(hps.values)
 
 
-def _first_line(message):
-    lines = [line.strip() for line in str(message or "").splitlines() if line.strip()]
-    return lines[-1] if lines else "no message"
+def failure_reason(trial, trial_dir=None):
+    """The one-line reason a trial failed: `<trial dir>/failure.txt` (written where it ran, so a distributed
+    chief reads it too: KerasTuner does not send a trial's message to the chief), else its message's last line."""
+    if trial_dir and os.path.exists(os.path.join(trial_dir, "failure.txt")):
+        with open(os.path.join(trial_dir, "failure.txt")) as f:
+            return f.read().strip()
+    lines = [line for line in (trial.message or "").strip().splitlines() if line.strip()]
+    return lines[-1].split(": ", 1)[-1] if lines else ""
+
+
+def all_failed_error(trials, project_dir=None):
+    """The one-line error of a search none of whose `trials` completed (reasons read from `project_dir`)."""
+    failed = [t for t in trials if t.status == trial_module.TrialStatus.FAILED]
+    if not failed:
+        return f"none of {len(trials)} trials ended; raise --max_trials or check the workers"
+    first = failed[0]
+    trial_dir = os.path.join(project_dir, f"trial_{first.trial_id}") if project_dir else None
+    reason = failure_reason(first, trial_dir) or "no message"
+    return (f"all {len(trials)} trials failed; first error (trial {first.trial_id}): {reason}; fix it (e.g. "
+            "lower --learning_rates) and run again with a new --search_dir")
 
 
 class _CellOracle(keras_tuner.Oracle):
     """Shared parts: the space, per-trial hyper-parameters, failure bookkeeping, a project-dir file."""
 
     def __init__(self, space, objective, max_trials, hyperparameters=None, seed=0, abort_after_failures=5,
-                 **kwargs):
+                 settings=None, **kwargs):
         if not isinstance(space, SearchSpace):
             raise ZooError(f"space must be a zoo.search.SearchSpace, got {type(space).__name__}")
         if not max_trials or max_trials < 1:
@@ -76,6 +96,11 @@ class _CellOracle(keras_tuner.Oracle):
         self.search_seed = seed
         self.abort_after_failures = abort_after_failures
         self.error = None
+        # what a resumed search must share with the one in its directory (checked in set_state)
+        self.settings = json.loads(json.dumps({
+            "space": space.get_config(), "seed": seed,
+            "hyperparameters": [{"class_name": h.__class__.__name__, "config": h.get_config()}
+                                for h in self.hyperparameters.space], **(settings or {})}))
 
     def _hopeless(self):
         """Sets `error` (True) once `abort_after_failures` trials ended and every ended trial failed."""
@@ -99,9 +124,7 @@ class _CellOracle(keras_tuner.Oracle):
         return self.space.from_json(trial.hyperparameters.values["cell"])
 
     def _all_failed_error(self, trials):
-        failed = [t for t in trials if t.status == trial_module.TrialStatus.FAILED]
-        first = _first_line(failed[0].message) if failed else "no trial ended"
-        return f"all {len(trials)} trials failed; first error: {first}"
+        return all_failed_error(trials, getattr(self, "_project_dir", None))
 
     def reload(self):
         """KerasTuner's reload, minus one re-run: `end_trial` saves oracle.json before it drops the trial from
@@ -113,6 +136,25 @@ class _CellOracle(keras_tuner.Oracle):
         if getattr(self, "_directory", None) is None:
             return None
         return os.path.join(self._project_dir, name)
+
+    def get_state(self):
+        state = super().get_state()
+        state["zoo_settings"] = self.settings
+        return state
+
+    def set_state(self, state):
+        saved = state.get("zoo_settings")
+        if saved != self.settings:  # before KerasTuner restores the saved hyper-parameter ranges over ours
+            if saved is None:
+                raise ZooError(f"{self._project_dir} holds a search of an older zoo version (its cells and "
+                               "settings are not recorded); use a new --search_dir")
+            changed = sorted(k for k in set(saved) | set(self.settings) if saved.get(k) != self.settings.get(k))
+            first = changed[0]
+            was, now = (json.dumps(v.get(first))[:160] for v in (saved, self.settings))
+            raise ZooError(f"{self._project_dir} holds a search with other settings ({', '.join(changed)}: "
+                           f"{first} was {was}, now {now}); run with the same flags to resume it, or use a new "
+                           "--search_dir")
+        super().set_state(state)
 
 
 class PNASOracle(_CellOracle):
@@ -127,6 +169,7 @@ class PNASOracle(_CellOracle):
         num_surrogates: ensemble size of the predictor.
         seed: makes the cell order, hyper-parameter draws and the surrogate reproducible.
         abort_after_failures: stop (with `error` set) once this many trials ended and all failed (0: never).
+        settings: a JSON-able dict of what else a resumed search must share (e.g. steps per trial, data).
         first_level: train only this many (random) one-block cells instead of all (None: all).
         surrogate: keyword arguments of `Surrogate` (kind "lstm"/"mlp"/"mixed", hidden, steps...).
         idle_sleep: seconds `populate_space` waits before answering IDLE (distributed workers ask again at
@@ -144,6 +187,8 @@ class PNASOracle(_CellOracle):
         self.first_level = first_level
         self.idle_sleep = idle_sleep
         self.surrogate_args = dict(surrogate or {}, num_models=num_surrogates, seed=seed)
+        self.settings.update(json.loads(json.dumps({"beam": self.beam, "first_level": first_level,
+                                                    "surrogate": self.surrogate_args})))
         self.surrogate = None
         self.level = 0                 # current level b (0: not started)
         self.queue = []                # cell JSON strings still to start at this level
@@ -225,8 +270,8 @@ class PNASOracle(_CellOracle):
     def get_state(self):
         state = super().get_state()
         state["pnas"] = {"level": self.level, "queue": self.queue, "trial_levels": self.trial_levels,
-                         "predictions": self.predictions, "error": self.error, "beam": self.beam,
-                         "space": self.space.get_config(), "surrogate_examples": self.surrogate_examples}
+                         "predictions": self.predictions, "error": self.error,
+                         "surrogate_examples": self.surrogate_examples}
         return state
 
     def set_state(self, state):
@@ -234,9 +279,6 @@ class PNASOracle(_CellOracle):
         pnas = state.get("pnas")
         if pnas is None:
             return
-        if pnas["space"] != self.space.get_config():
-            raise ZooError(f"the search directory holds a search over {pnas['space']}, not "
-                           f"{self.space.get_config()}; use another --search_dir or the same space flags")
         self.level, self.queue, self.error = pnas["level"], list(pnas["queue"]), pnas["error"]
         self.trial_levels = dict(pnas["trial_levels"])
         self.predictions = dict(pnas["predictions"])
@@ -266,7 +308,7 @@ class RandomCellOracle(_CellOracle):
 
     def get_state(self):
         state = super().get_state()
-        state["random_cells"] = {"error": self.error, "space": self.space.get_config()}
+        state["random_cells"] = {"error": self.error}
         return state
 
     def set_state(self, state):
@@ -284,14 +326,17 @@ def random_search_oracle(space, objective=None, max_trials=100, hyperparameters=
 
 
 def check_search(oracle):
-    """Raises ZooError when the search ended without a completed trial (e.g. every trial failed).
+    """The completed trials of a finished search (best first); ZooError when none completed (every trial failed,
+    or none ran): one line with the first failure's reason and what to do.
 
-    Call it after `tuner.search()`; it returns the completed trials (best first) otherwise.
+    Call it after `tuner.search()`. A trial that completed after the oracle gave up (a distributed worker's) still
+    counts.
     """
+    completed = [t for t in oracle.trials.values() if t.status == trial_module.TrialStatus.COMPLETED]
+    if completed:
+        return oracle.get_best_trials(len(completed))
     if getattr(oracle, "error", None):
         raise ZooError(oracle.error)
-    completed = [t for t in oracle.trials.values() if t.status == trial_module.TrialStatus.COMPLETED]
-    if not completed:
-        raise ZooError(oracle._all_failed_error(list(oracle.trials.values())) if oracle.trials
-                       else "the search ran no trial; check --max_trials and the search directory")
-    return oracle.get_best_trials(len(completed))
+    trials = [t for _, t in sorted(oracle.trials.items())]
+    raise ZooError(all_failed_error(trials, getattr(oracle, "_project_dir", None)) if trials else
+                   "the search ran no trial; raise --max_trials, or use a new --search_dir")

@@ -19,11 +19,14 @@ Example:
 """
 
 import csv
+import io
 import json
 import math
 import os
 
-from zoo.search.trials import OBJECTIVE, failure_reason
+from zoo.paths import write_file_atomically
+from zoo.search.pnas_oracle import failure_reason
+from zoo.search.trials import OBJECTIVE
 
 COLUMNS = ("trial", "status", "blocks", "cell", "val_top1", "params", "mult_adds", "seconds", "learning_rate",
            "filters", "num_cells", "weight_decay", "drop_path_rate", "reason")
@@ -77,22 +80,33 @@ def pareto_front(rows, x="params"):
     return sorted(front, key=lambda r: r[x])
 
 
-def best_so_far(rows):
-    """Best validation top-1 after each trial (failed trials keep the previous best; nan before the first)."""
-    best, curve = -math.inf, []
+def best_so_far(rows, k=1):
+    """After each trial, the best validation top-1 so far, or with `k` > 1 the mean of the best k so far (the
+    PNAS paper compares searches by the mean accuracy of the top M models found); failed trials count as no
+    trial; nan until k trials completed."""
+    done, curve = [], []
     for r in rows:
         if r["status"] == "COMPLETED" and r[OBJECTIVE] != "":
-            best = max(best, r[OBJECTIVE])
-        curve.append(best if best > -math.inf else math.nan)
+            done.append(r[OBJECTIVE])
+        curve.append(sum(sorted(done, reverse=True)[:k]) / k if len(done) >= k else math.nan)
     return curve
 
 
-def write_csv(rows, path):
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+def write_csv(rows, path, columns=COLUMNS):
+    """`rows` (dicts) as CSV with `columns`, written atomically; returns `path`."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_file_atomically(path, text.getvalue())
     return path
+
+
+def _write_png(fig, path):
+    """Writes the figure atomically (a killed run leaves the old picture or the new one, never half)."""
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    write_file_atomically(path, png.getvalue())
 
 
 def _fmt(value, kind):
@@ -156,7 +170,7 @@ def draw_cell(cell, path, title=""):
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _write_png(fig, path)
     plt.close(fig)
     return path
 
@@ -174,7 +188,7 @@ def plot_accuracy_vs_params(searches, path, x="params"):
     if front:
         ax.plot([r[x] for r in front], [r[OBJECTIVE] for r in front], "k--", drawstyle="steps-post", lw=1,
                 label="Pareto front")
-    ax.set_xlabel("trainable parameters" if x == "params" else x)
+    ax.set_xlabel({"params": "trainable parameters", "mult_adds": "multiply-adds per image"}.get(x, x))
     ax.set_ylabel("validation top-1")
     return _save(plt, fig, ax, path)
 
@@ -184,20 +198,24 @@ def _save(plt, fig, ax, path):
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _write_png(fig, path)
     plt.close(fig)
     return path
 
 
-def plot_best_so_far(searches, path):
-    """Best-so-far validation top-1 over trials, one line per search ({name: rows})."""
+def plot_best_so_far(searches, path, k=5):
+    """Best-so-far validation top-1 over trials (solid) and the mean of the best `k` so far (dashed), one colour
+    per search ({name: rows})."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, rows in searches.items():
         curve = best_so_far(rows)
-        ax.plot(range(1, len(curve) + 1), curve, marker=".", label=name)
+        line, = ax.plot(range(1, len(curve) + 1), curve, marker=".", label=f"{name}: best")
+        if len(completed(rows)) >= k:
+            ax.plot(range(1, len(curve) + 1), best_so_far(rows, k), linestyle="--", color=line.get_color(),
+                    label=f"{name}: mean of best {k}")
     ax.set_xlabel("trials")
-    ax.set_ylabel("best validation top-1 so far")
+    ax.set_ylabel("validation top-1 so far")
     return _save(plt, fig, ax, path)
 
 
@@ -207,11 +225,7 @@ def write_report(out_dir, searches, top=3, extra_lines=()):
     os.makedirs(out_dir, exist_ok=True)
     tables = {name: (v if isinstance(v, list) else trial_rows(*v)) for name, v in searches.items()}
     all_rows = [{**r, "search": name} for name, rows in tables.items() for r in rows]
-    paths = {"csv": os.path.join(out_dir, "trials.csv")}
-    with open(paths["csv"], "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["search", *COLUMNS], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(all_rows)
+    paths = {"csv": write_csv(all_rows, os.path.join(out_dir, "trials.csv"), ["search", *COLUMNS])}
     lines = ["# Architecture search report", "", *extra_lines]
     paths["cells"] = []
     for name, rows in tables.items():
@@ -232,13 +246,19 @@ def write_report(out_dir, searches, top=3, extra_lines=()):
     if any(completed(rows) for rows in tables.values()):
         paths["accuracy"] = plot_accuracy_vs_params(tables, os.path.join(out_dir, "accuracy_vs_params.png"))
         lines += ["", "![accuracy against parameters](accuracy_vs_params.png)"]
+        if any(r.get("mult_adds") != "" for rows in tables.values() for r in completed(rows)):
+            paths["accuracy_mult_adds"] = plot_accuracy_vs_params(
+                tables, os.path.join(out_dir, "accuracy_vs_mult_adds.png"), x="mult_adds")
+            lines += ["", "![accuracy against multiply-adds](accuracy_vs_mult_adds.png)"]
     if len(tables) > 1:
         paths["best_so_far"] = plot_best_so_far(tables, os.path.join(out_dir, "best_so_far.png"))
         lines += ["", "![best so far](best_so_far.png)", ""]
-        for name, rows in tables.items():
-            curve = best_so_far(rows)
-            lines.append(f"- {name}: " + ", ".join("-" if math.isnan(v) else f"{v:.1%}" for v in curve))
+        for k in (1, 5):
+            lines.append("Best top-1 so far after each trial:" if k == 1 else
+                         f"Mean top-1 of the best {k} so far after each trial:")
+            for name, rows in tables.items():
+                curve = best_so_far(rows, k)
+                lines.append(f"- {name}: " + ", ".join("-" if math.isnan(v) else f"{v:.1%}" for v in curve))
     paths["markdown"] = os.path.join(out_dir, "report.md")
-    with open(paths["markdown"], "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_file_atomically(paths["markdown"], "\n".join(lines) + "\n")
     return paths

@@ -3,7 +3,8 @@
 A cell is a tuple of blocks `(input_1, input_2, op_1, op_2)`: block j (0-based) reads two of the states
 `0 .. 1 + j` (0 = H_{c-1}, 1 = H_{c-2}, then the outputs of earlier blocks), applies one op to each and adds
 them. Ops are names from `zoo.layers.nas_ops.OPS` (or a subset given by `ops`). A cell converts to and
-from `zoo.models.nas.cell.CellSpec` (its `concat` is CellSpec's default: the block outputs no block reads).
+from `zoo.models.nas.cell.CellSpec` whose output concatenates every block's output, read or not, as PNASNet's
+cells do (slim's `used_hiddenstates = [1, 1, 0, ...]`: only the cell inputs are left out).
 
 Symmetric duplicates are dropped: block (i1, i2, o1, o2) computes the same as (i2, i1, o2, o1), so only the
 canonical order `(i1, o1) <= (i2, o2)` (by index, then op position) is generated. With all 8 ops that is
@@ -48,10 +49,10 @@ class SearchSpace:
         ops = [ALIASES.get(op, op) for op in ops]
         unknown = [op for op in ops if op not in OPS]
         if unknown:
-            raise ZooError(f"unknown operation(s) {', '.join(map(str, unknown))} in the search space; use some of "
-                           f"{', '.join(OPS)}")
+            raise ZooError(f"unknown operation(s) {', '.join(map(str, unknown))} in the search space; give --ops "
+                           f"some of {', '.join(OPS)}")
         if not ops or len(set(ops)) != len(ops):
-            raise ZooError(f"the search space needs distinct operations, got {ops}")
+            raise ZooError(f"the search space needs distinct operations, got {ops}: fix --ops")
         if not isinstance(max_blocks, int) or max_blocks < 1:
             raise ZooError(f"max_blocks must be a positive integer, got {max_blocks!r}")
         self.ops = tuple(ops)
@@ -125,9 +126,9 @@ class SearchSpace:
 
     # --- CellSpec conversion ----------------------------------------------------------------------------
     def to_spec(self, cell):
-        """The `CellSpec` of a cell (concat = unused block outputs)."""
+        """The `CellSpec` of a cell: its blocks combined by addition, every block output concatenated (PNAS)."""
         from zoo.models.nas.cell import CellSpec
-        return CellSpec([list(block) + ["add"] for block in cell])
+        return CellSpec([list(block) + ["add"] for block in cell], concat=list(range(2, 2 + len(cell))))
 
     def to_json(self, cell):
         """The CellSpec JSON string of a cell (the value of a trial's "cell" hyper-parameter)."""

@@ -49,6 +49,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.errors import ZooError
+from zoo.search.pnas_oracle import failure_reason
 
 OBJECTIVE = "val_top1"
 ISOLATIONS = ("process", "none")
@@ -113,15 +114,6 @@ def count_mult_adds(network):
         else:
             total += int(np.prod(out)) * int(kernel[0])
     return total
-
-
-def failure_reason(trial, trial_dir=None):
-    """The one-line reason a trial failed: `<trial dir>/failure.txt`, else the last line of its message."""
-    if trial_dir and os.path.exists(os.path.join(trial_dir, "failure.txt")):
-        with open(os.path.join(trial_dir, "failure.txt")) as f:
-            return f.read().strip()
-    lines = [line for line in (trial.message or "").strip().splitlines() if line.strip()]
-    return lines[-1].split(": ", 1)[-1] if lines else ""
 
 
 class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
@@ -353,20 +345,6 @@ def _last_line(path):
 def completed_trials(oracle):
     """The oracle's COMPLETED trials, in creation order."""
     return [t for _, t in sorted(oracle.trials.items()) if t.status == "COMPLETED"]
-
-
-def check_search_succeeded(oracle, project_dir=None):
-    """Raises a one-line `ZooError` when no trial completed (every trial failed, or none ran)."""
-    trials = [t for _, t in sorted(oracle.trials.items())]
-    if completed_trials(oracle):
-        return
-    if not trials:
-        raise ZooError("the search ran no trial; raise --max_trials")
-    failed = [t for t in trials if t.status in ("FAILED", "INVALID")]
-    first = failed[0] if failed else trials[0]
-    reason = failure_reason(first, os.path.join(project_dir, f"trial_{first.trial_id}") if project_dir else None)
-    raise ZooError(f"all {len(trials)} trials failed; first error (trial {first.trial_id}): {reason}; "
-                   "fix it (e.g. lower the learning rate) and run again with a new --search_dir")
 
 
 def _trial_process(path):
