@@ -13,10 +13,10 @@ subprocesses (--trial_isolation=process), the trial process's peak RSS. Printed:
 slope of the parent's RSS in MiB per trial (least squares over trials 2..N: the first trial pays for
 imports and tracing once) and the growth from trial 1 to trial N; --output writes them as JSON.
 
-Measured on 2 shared CPU cores (20 trials, the defaults): in one process +8.6 MiB per trial (1,092 -> 1,263 MiB,
-10.4 s a trial); with a process per trial +0.01 MiB per trial (1,012 MiB throughout; each trial process
-peaks at 1.06-1.17 GiB), 17-22 s a trial: a fresh process costs about 7-11 s (TensorFlow's imports and first
-tracing) per trial.
+Measured on 2 idle CPU cores (20 trials, the defaults): in one process +9.6 MiB per trial (968 -> 1,138 MiB,
+4.5 s a trial); with a process per trial +0.01 MiB per trial (874 MiB throughout; each trial process peaks
+at 926-1,028 MiB), 9.2 s a trial: a fresh process costs about 5 s (TensorFlow's imports and first tracing)
+per trial.
 """
 
 import json

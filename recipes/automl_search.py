@@ -1,7 +1,7 @@
 """AutoML in one command: Progressive NAS over cells plus hyper-parameter search, then the best cell retrained
 at a larger size, evaluated, exported for TF Serving and reported.
 
-    python recipes/automl_search.py                          # tiny space on the embedded shapes, ~7 min on 2 CPUs
+    python recipes/automl_search.py                          # tiny space on the embedded shapes, ~8 min on 2 CPUs
     python recipes/automl_search.py --max_trials=60 --max_blocks=3 --beam=8 --trial_steps=200 \
         --ops=identity,sep_3x3,sep_5x5,max_pool_3x3,avg_pool_3x3 --search_dir=runs/pnas
     python recipes/automl_search.py --dataset=cifar10 --data_dir=~/tensorflow_datasets --max_blocks=5 --ops= \
@@ -61,7 +61,7 @@ SPEC = zoo_flags.declare(
     Int("trial_steps", 50, "Training steps of each trial.", at_least=1),
     Enum("trial_isolation", "process", ("process", "none"), "process: each trial trains in a fresh process "
          "(the search's memory stays flat; a few seconds of imports per trial); none: in this process (faster for "
-         "tiny trials; memory grows about 9 MiB per trial).", role=FREE),
+         "tiny trials; memory grows about 10 MiB per trial).", role=FREE),
     Int("trial_eval_steps", 0, "Validation batches per trial (0: the whole validation split).", at_least=0),
     Int("beam", 8, "K: cells trained per level after the first.", at_least=1),
     Int("max_blocks", 2, "B: blocks of the largest cell.", at_least=1, at_most=5),

@@ -12,7 +12,7 @@ Trial isolation: with `trial_isolation="process"` (the default) each trial train
 (`python -m zoo.search.trials <trial dir>/request.json`: it opens the data, builds the strategy, writes
 `metrics.json` or `failure.txt`, its output in `<trial dir>/trial.log`), so the search process's memory stays
 flat; in one process each trial leaves its traced training step behind (a FuncGraph and its captured tensors
-that `clear_session()` and `gc` do not free): about +9 MiB per trial at the tiny defaults
+that `clear_session()` and `gc` do not free): about +10 MiB per trial at the tiny defaults
 (`benchmarks/search_memory.py`). `trial_isolation="none"` saves the new process's imports (seconds a trial).
 
 A trial whose training diverges (the trainer stops on a non-finite loss or weights), raises (out of memory,
