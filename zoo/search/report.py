@@ -154,9 +154,9 @@ def draw_cell(cell, path, title=""):
             (x0, y0), (x1, y1) = pos[src], pos[2 + j]
             ax.annotate("", (x1, y1), (x0, y0), zorder=1, arrowprops=dict(
                 arrowstyle="->", shrinkA=14, shrinkB=10, connectionstyle=f"arc3,rad={rad}", color="#444444"))
-            # the label sits on the arc (a quadratic Bezier) at t = 0.4, nearer its source than its block
+            # the label sits mid-arc (a quadratic Bezier at t = 0.5), where edges from one source have parted
             cx, cy = (x0 + x1) / 2 + rad * (y1 - y0), (y0 + y1) / 2 - rad * (x1 - x0)
-            t = 0.4
+            t = 0.5
             lx = (1 - t) ** 2 * x0 + 2 * t * (1 - t) * cx + t ** 2 * x1
             ly = (1 - t) ** 2 * y0 + 2 * t * (1 - t) * cy + t ** 2 * y1
             ax.text(lx, ly, op, fontsize=8, ha="center", va="center", zorder=2,
