@@ -7,9 +7,10 @@
 Runs --trials trials of `zoo.search.trials.CellTrialRunner` (the trainer of `recipes/automl_search.py`'s
 search) on the embedded data, with the recipe's default search settings (ops identity,sep_3x3,max_pool_3x3,
 B=2, F=8, N=2, 50 steps of batch 32, the whole validation split) and a random-search oracle over the same
-space (--oracle=pnas: Progressive NAS, whose surrogate also trains in this process). After each trial it
-records this process's RSS (psutil when installed, else VmRSS of /proc/self/status) and, when trials run in
-subprocesses (--trial_isolation=process), the trial process's peak RSS. Printed: a table per trial, the
+space (--oracle=pnas: Progressive NAS as the recipe runs it, with 12 one-block cells or fewer so that even
+--quick expands one; its surrogate also trains in this process). After each trial it records this process's
+RSS (psutil when installed, else VmRSS of /proc/self/status) and, when trials run in subprocesses
+(--trial_isolation=process), the trial process's peak RSS. Printed: a table per trial, the
 slope of the parent's RSS in MiB per trial (least squares over trials 2..N: the first trial pays for
 imports and tracing once) and the growth from trial 1 to trial N; --output writes them as JSON.
 
@@ -105,7 +106,7 @@ def main(argv):
     objective = keras_tuner.Objective("val_top1", "max")
     if FLAGS.oracle == "pnas":
         oracle = PNASOracle(space, objective, max_trials=FLAGS.trials, beam=8, hyperparameters=hps, seed=FLAGS.seed,
-                            first_level=12)
+                            first_level=max(1, min(12, FLAGS.trials - 1)), surrogate={"kind": "mixed"})
     else:
         oracle = random_search_oracle(space, objective, FLAGS.trials, hyperparameters=hps, seed=FLAGS.seed)
     data = open_dataset("embedded")

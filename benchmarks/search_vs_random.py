@@ -1,8 +1,9 @@
 """Progressive NAS against random search at equal trials, over several search seeds.
 
     python benchmarks/search_vs_random.py                                  # the recipe's defaults, seeds 0-3
-    python benchmarks/search_vs_random.py --seeds=0,1 -- --ops=identity,sep_3x3,sep_5x5,max_pool_3x3,avg_pool_3x3 \
-        --max_blocks=3 --max_trials=28                                     # a larger space: flags after -- go to the recipe
+    python benchmarks/search_vs_random.py --seeds=0,1,2 -- \
+        --ops=identity,sep_3x3,sep_5x5,max_pool_3x3,avg_pool_3x3 \
+        --max_blocks=3 --max_trials=28  # a larger space: flags after -- go to the recipe
     python benchmarks/search_vs_random.py --quick                          # 1 seed, 6 trials of 5 steps: a smoke run
 
 For each seed it runs `recipes/automl_search.py --seed=S --final_steps=0` (search and its random baseline only;

@@ -25,11 +25,12 @@ multiply-adds with the Pareto front, best_so_far.png (PNAS vs random: the best a
 far).
 
 Resume: run the same command again; finished trials are not re-run (KerasTuner state in <search_dir>/pnas and
-<search_dir>/random, the oracle's level, queue and surrogate), an interrupted trial and the final training
-continue from their checkpoints; other search settings (space, ranges, seed, beam, steps, batch, data) are
-refused with one line. A trial that diverges, raises or whose process dies (e.g. killed when out of memory) is
-recorded FAILED with its reason and the search goes on; when no trial completes (or the first 5 all fail) the
-command stops with one error line. Each trial trains in a fresh process (--trial_isolation=process, the
+<search_dir>/random, the oracle's level, queue and surrogate; a finished search is not served again), an
+interrupted trial continues from its last checkpoint (every quarter of its steps, at least 50) and the final
+training from its own; other search settings (space, ranges, seed, beam, steps, batch, data) are refused with
+one line. A trial that diverges, raises or whose process dies (e.g. killed when out of memory) is recorded FAILED
+with its reason and the search goes on; when no trial completes (or the first 5 all fail) the command stops
+with one error line, before the baseline. Each trial trains in a fresh process (--trial_isolation=process, the
 default: it opens the data and builds --strategy itself; its output goes to <trial dir>/trial.log), so the
 search's memory does not grow across trials; --trial_isolation=none trains in the search's process (see
 benchmarks/search_memory.py for both).
@@ -41,8 +42,10 @@ Distributed (KerasTuner's chief/worker mode; every process runs the same command
     KERASTUNER_TUNER_ID=tuner1 ...
 
 The chief runs the oracle only (the baseline's oracle on port + 1), then retrains, exports and reports; the
-workers train trials and exit when the search is done. A worker that dies leaves its trial running and the
-level waiting for it: start it again with the same KERASTUNER_TUNER_ID and it is given that trial again.
+workers train trials and exit when the search is done; a worker started with other flags than the chief's
+stops with one line. A worker that dies leaves its trial running and the level waiting for it: start it again
+with the same KERASTUNER_TUNER_ID and it is given that trial again. A chief that dies: start it again with the
+same command; the workers' running trials stay theirs, finished ones are not run again.
 """
 
 from zoo import flags as zoo_flags
@@ -87,7 +90,9 @@ SPEC = zoo_flags.declare(
 )
 
 
-def _numbers(flag, text, kind=float):
+def _numbers(flag, text, kind=float, lowest=0.0, above=False, below=None):
+    """One number or (low, high) of a hyper-parameter flag (ints: choices); values must be >= `lowest` (> with
+    `above`) and < `below`."""
     from zoo.errors import ZooError
 
     try:
@@ -96,6 +101,12 @@ def _numbers(flag, text, kind=float):
         raise ZooError(f"--{flag}={text!r} must be comma-separated numbers, e.g. --{flag}=0.01,0.1") from None
     if not values or len(values) > (2 if kind is float else 99):
         raise ZooError(f"--{flag}={text!r} must be one number or low,high")
+    bound = f"above {lowest}" if above else f"at least {lowest}"
+    bound += f" and below {below}" if below is not None else ""
+    if any(v < lowest or (above and v == lowest) or (below is not None and v >= below) for v in values):
+        raise ZooError(f"--{flag}={text!r}: every value must be {bound}")
+    if kind is float and len(values) == 2 and values[0] > values[1]:
+        raise ZooError(f"--{flag}={text!r} is high,low: write low,high (--{flag}={values[1]:g},{values[0]:g})")
     return tuple(values) if len(values) > 1 else values[0]
 
 
@@ -113,7 +124,10 @@ def _phase(number, text):
 
 def main(argv):
     del argv
+    import json
     import os
+    import time
+    import zlib
 
     import keras
     import keras_tuner
@@ -143,11 +157,14 @@ def main(argv):
         raise ZooError(f"--max_trials={hp.max_trials} is used up by the first level's {first_level} one-block cells, "
                        "so Progressive NAS would never expand a cell: raise --max_trials (e.g. to "
                        f"{first_level + hp.beam * (hp.max_blocks - 1)}) or lower --first_level")
+    weight_decay = _numbers("weight_decays", hp.weight_decays)
+    if isinstance(weight_decay, tuple):  # sampled log-uniform: both ends above 0
+        weight_decay = _numbers("weight_decays", hp.weight_decays, above=True)
     hps = default_hyperparameters(
-        learning_rate=_numbers("learning_rates", hp.learning_rates), filters=_numbers("filters", hp.filters, int),
-        num_cells=_numbers("num_cells", hp.num_cells, int),
-        weight_decay=_numbers("weight_decays", hp.weight_decays),
-        drop_path_rate=_numbers("drop_path_rates", hp.drop_path_rates))
+        learning_rate=_numbers("learning_rates", hp.learning_rates, above=True),
+        filters=_numbers("filters", hp.filters, int, lowest=1),
+        num_cells=_numbers("num_cells", hp.num_cells, int, lowest=1), weight_decay=weight_decay,
+        drop_path_rate=_numbers("drop_path_rates", hp.drop_path_rates, below=1.0))
     data_args = {"dataset": hp.dataset, "image_dir": hp.image_dir, "data_dir": hp.data_dir, "download": hp.download,
                  "validation_fraction": hp.validation_fraction}
     data = data_lib.open_dataset(**data_args)
@@ -162,7 +179,8 @@ def main(argv):
     # what a resumed search must share with the one in --search_dir (the oracles refuse other values)
     settings = {"trial_steps": hp.trial_steps, "global_batch_size": hp.global_batch_size,
                 "trial_eval_steps": hp.trial_eval_steps, "image_size": image_size, "data": data.name,
-                "classes": data.num_classes}
+                "classes": data.num_classes, "validation_fraction": hp.validation_fraction,
+                "class_names_crc32": zlib.crc32("\n".join(data.class_names).encode())}
 
     def search(name, oracle, port_offset):
         if distributed and port_offset:  # each search has its own chief server; the baseline's on port + 1
@@ -173,7 +191,23 @@ def main(argv):
                                  trial_steps=hp.trial_steps, global_batch_size=hp.global_batch_size,
                                  eval_steps=hp.trial_eval_steps or None, nan_trials=nan_trials, seed=hp.seed,
                                  directory=hp.search_dir, project_name=name, overwrite=False)
-        runner.search()
+        done = os.path.join(runner.project_dir, "search_done.json")  # the chief's (or local) record of the end
+        if os.path.exists(done):  # finished before a restart: the runner reloaded the oracle; nothing to serve
+            print(f"{name}: the search had finished", flush=True)
+        elif not distributed or chief:
+            runner.search()
+            write_json_atomically(done, {"trials": len(oracle.trials), "completed": sum(
+                t.status == "COMPLETED" for t in oracle.trials.values())})
+        else:
+            runner.search()
+            for _ in range(300):  # the chief writes it after the last worker was told to stop (it polls every 20 s)
+                if os.path.exists(done):
+                    break
+                time.sleep(0.5)
+        if distributed and not chief and os.path.exists(done):
+            with open(done) as f:
+                if not json.load(f)["completed"]:
+                    raise ZooError(f"no trial of the {name} search completed; the chief's output says why")
         return oracle, runner.project_dir
 
     _phase(1, f"search (Progressive NAS, up to {budget} trials)")
@@ -181,6 +215,8 @@ def main(argv):
         space, keras_tuner.Objective("val_top1", "max"), max_trials=hp.max_trials, beam=hp.beam,
         hyperparameters=hps, seed=hp.seed, first_level=hp.first_level or None, surrogate={"kind": hp.surrogate},
         settings=settings), 0)}
+    if not distributed or chief:
+        check_search(searches["PNAS"][0])  # every trial failed: stop before the baseline
     if hp.baseline:
         # the same number of trials as PNAS ran (the chief's count; a worker's oracle is only a client)
         pnas_trials = len(searches["PNAS"][0].trials) if not distributed or chief else hp.max_trials
@@ -202,7 +238,7 @@ def main(argv):
         if done:
             top = max(t.score for t in done)
             lines.append(f"- {name}: best validation top-1 {top:.1%} over {len(oracle.trials)} trials "
-                         f"({len(oracle.trials) - len(done)} failed)")
+                         f"({sum(t.status in ('FAILED', 'INVALID') for t in oracle.trials.values())} failed)")
     final_dir = os.path.join(hp.search_dir, "final")
     export_dir = hp["export_dir"] if hp["export_dir"] is not None else os.path.join(hp.search_dir, "export")
     if hp.final_steps:

@@ -37,14 +37,18 @@ def trial_runs(project_dir):
 def test_all_trials_failing_stop_with_one_line(tmp_path):
     result = run(f"--search_dir={tmp_path / 's'}", "--nan_trials=0,1", "--max_blocks=1", "--first_level=2",
                  "--max_trials=2", "--trial_steps=1", "--trial_eval_steps=1", "--global_batch_size=4", "--filters=4",
-                 "--num_cells=1", "--ops=sep_3x3", "--nobaseline")
+                 "--num_cells=1", "--ops=sep_3x3")
     assert_one_line_error(result, "all 2 trials failed", "training diverged", "new --search_dir")
+    assert not (tmp_path / "s" / "random").exists()  # stopped before the baseline
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("flags, fragments", [
     (["--max_trials=5"], ["--max_trials=5 is used up by the first level's 12", "lower --first_level"]),
     (["--ops=sep_3x3,conv_9x9"], ["unknown operation(s) conv_9x9", "--ops"]),
+    (["--learning_rates=0.1,0.02"], ["is high,low: write low,high (--learning_rates=0.02,0.1)"]),
+    (["--drop_path_rates=0,1.5"], ["--drop_path_rates='0,1.5': every value must be at least 0.0 and below 1.0"]),
+    (["--weight_decays=0,1e-3"], ["--weight_decays='0,1e-3': every value must be above 0.0"]),
 ])
 def test_bad_search_flags_are_one_line_errors(tmp_path, flags, fragments):
     result = run(f"--search_dir={tmp_path / 's'}", *flags)
@@ -57,6 +61,9 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
     args = [f"--search_dir={tmp_path / 's'}", "--final_steps=0", "--nobaseline", *TINY]
     first = run(*args)
     assert first.returncode == 0, first.stderr[-3000:]
+    again = run(*args)  # a finished search is read back, not served or run again
+    assert again.returncode == 0 and "pnas: the search had finished" in again.stdout, again.stderr[-3000:]
+    assert trial_runs(tmp_path / "s" / "pnas") == {"trial_0": 1, "trial_1": 1}
     result = run(*[a for a in args if not a.startswith("--trial_steps")], "--trial_steps=3")
     assert_one_line_error(result, "holds a search with other settings (trial_steps: trial_steps was 2, now 3)",
                           "run with the same flags")
@@ -165,3 +172,11 @@ def test_distributed_chief_and_two_workers(tmp_path):
     for name in ("cell_pnas_1.png", "cell_random_1.png", "accuracy_vs_params.png", "accuracy_vs_mult_adds.png",
                  "best_so_far.png", "trials.csv", "summary.json"):
         assert name in names, names
+    # restarted after the search (e.g. the chief killed while retraining): neither waits for a finished search
+    for tuner_id in ("chief", "tuner0"):
+        env = {**ENV, "KERASTUNER_TUNER_ID": tuner_id, "KERASTUNER_ORACLE_IP": "127.0.0.1",
+               "KERASTUNER_ORACLE_PORT": str(port)}
+        again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+        assert "pnas: the search had finished" in again.stdout and "random: the search had finished" in again.stdout
+    assert trial_runs(search_dir / "pnas") == {"trial_0": 1, "trial_1": 1, "trial_2": 1}

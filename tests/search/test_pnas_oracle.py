@@ -208,3 +208,33 @@ def test_two_workers_wait_at_a_level_boundary(tmp_path):
     assert ("tuner0", "IDLE") in statuses or ("tuner1", "IDLE") in statuses   # waited for level 1's last trial
     assert len(oracle.trials) == 12 and all(t.status == "COMPLETED" for t in oracle.trials.values())
     assert [len(oracle.cell_of(t)) for _, t in sorted(oracle.trials.items())] == [1] * 10 + [2] * 2
+
+
+def _finish(oracle, trial):
+    oracle.update_trial(trial.trial_id, {"val_top1": synthetic_score(oracle.cell_of(trial))})
+    trial.status = "COMPLETED"
+    oracle.end_trial(trial)
+
+
+def test_a_restarted_oracle_leaves_running_trials_with_their_tuners(tmp_path):
+    """A chief restarted while tuner0 had finished and tuner1 was still training: tuner1 ends its own trial, a
+    new tuner gets a new trial (neither is started twice); a tuner killed mid-trial gets its trial back."""
+    space = SearchSpace(OPS[:2], max_blocks=2)
+    make = lambda: PNASOracle(space, OBJECTIVE, max_trials=12, beam=2, seed=0, idle_sleep=0, **SMALL)  # noqa: E731
+    oracle = make()
+    oracle._set_project_dir(str(tmp_path), "search")
+    oracle.verbose = 0
+    a, b, c = (oracle.create_trial(t) for t in ("tuner0", "tuner1", "tuner2"))
+    _finish(oracle, a)
+    restarted = make()                       # verbose: KerasTuner's display never saw b or c begin
+    restarted._set_project_dir(str(tmp_path), "search")
+    restarted.reload()
+    assert {t: x.trial_id for t, x in restarted.ongoing_trials.items()} == {"tuner1": b.trial_id, "tuner2": c.trial_id}
+    assert restarted._retry_queue == []
+    _finish(restarted, restarted.trials[b.trial_id])                       # tuner1 ends its trial
+    new = restarted.create_trial("tuner3")
+    assert new.status == "RUNNING" and new.trial_id not in (a.trial_id, b.trial_id, c.trial_id)
+    assert restarted.create_trial("tuner2").trial_id == c.trial_id          # tuner2, restarted, resumes its own
+    assert restarted.trials[a.trial_id].status == restarted.trials[b.trial_id].status == "COMPLETED"
+    leftovers = [n for _, _, names in os.walk(tmp_path) for n in names if ".tmp-" in n]
+    assert leftovers == []                                                  # state files are written atomically

@@ -97,6 +97,30 @@ def test_isolation_arguments_are_checked(tmp_path):
     assert runner.strategy_args == {"name": "mirrored", "tpu": None, "connect_timeout": 5.0}
 
 
+def test_a_search_killed_in_its_first_trial_still_refuses_other_settings(tmp_path):
+    """The local tuner's file is first written when a trial ends, the chief's never: the runner reloads the
+    oracle whenever its oracle.json exists, so other flags are refused instead of overwriting trial 0."""
+    from zoo.search import PNASOracle, SearchSpace
+    from zoo.search.pnas_oracle import SettingsError
+
+    def runner(beam):
+        oracle = PNASOracle(SearchSpace(["identity", "sep_3x3"], max_blocks=2), max_trials=12, beam=beam,
+                            hyperparameters=default_hyperparameters(filters=4, num_cells=1), num_surrogates=1,
+                            settings={"trial_steps": 50})
+        return CellTrialRunner(oracle, data=EMBEDDED, directory=str(tmp_path), project_name="pnas")
+
+    first = runner(beam=2)
+    trial = first.oracle.create_trial(first.tuner_id)               # killed while it trains
+    assert not os.path.exists(first._get_tuner_fname())
+    with pytest.raises(SettingsError, match=r"other settings \(beam: beam was 2, now 3\)"):
+        runner(beam=3)
+    again = runner(beam=2)
+    assert again.oracle.create_trial(again.tuner_id).trial_id == trial.trial_id   # resumes the same trial
+    again.settings = {**again.oracle.settings, "trial_steps": 999}  # a worker started with other flags
+    with pytest.raises(SettingsError, match=r"trial_steps was 50, now 999.*a worker: the chief's flags"):
+        again._check_chief_settings()
+
+
 @pytest.mark.parametrize("code, log, reason", [
     (-9, "Killed\n", "the trial process was killed by SIGKILL (out of memory?): Killed"),
     (3, "some noise\nValueError: bad\n\n", "the trial process exited with code 3: ValueError: bad"),

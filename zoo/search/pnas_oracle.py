@@ -31,6 +31,7 @@ Example (driving the oracle directly, as the tests do; a Tuner does the same thr
     oracle.end_trial(trial)
 """
 
+import datetime
 import json
 import os
 import time
@@ -40,6 +41,7 @@ import numpy as np
 from keras_tuner.engine import trial as trial_module
 
 from zoo.errors import ZooError
+from zoo.paths import write_json_atomically
 from zoo.search.space import SearchSpace
 from zoo.search.surrogate import Surrogate
 
@@ -57,6 +59,11 @@ def _sample_hyperparameters(space_hps, rng):
     return dict(hps.values)
 
 
+def trial_number(trial):
+    """A trial's number, for ordering (KerasTuner pads ids to the width of max_trials, which a resume may raise)."""
+    return int(trial.trial_id) if str(trial.trial_id).isdigit() else -1
+
+
 def failure_reason(trial, trial_dir=None):
     """The one-line reason a trial failed: `<trial dir>/failure.txt` (written where it ran, so a distributed
     chief reads it too: KerasTuner does not send a trial's message to the chief), else its message's last line."""
@@ -69,7 +76,7 @@ def failure_reason(trial, trial_dir=None):
 
 def all_failed_error(trials, project_dir=None):
     """The one-line error of a search none of whose `trials` completed (reasons read from `project_dir`)."""
-    failed = [t for t in trials if t.status == trial_module.TrialStatus.FAILED]
+    failed = sorted((t for t in trials if t.status == trial_module.TrialStatus.FAILED), key=trial_number)
     if not failed:
         return f"none of {len(trials)} trials ended; raise --max_trials or check the workers"
     first = failed[0]
@@ -77,6 +84,25 @@ def all_failed_error(trials, project_dir=None):
     reason = failure_reason(first, trial_dir) or "no message"
     return (f"all {len(trials)} trials failed; first error (trial {first.trial_id}): {reason}; fix it (e.g. "
             "lower --learning_rates) and run again with a new --search_dir")
+
+
+class SettingsError(ZooError, keras_tuner.errors.FatalError):
+    """Settings that differ from the search's in its directory: one line, and it stops a KerasTuner search."""
+
+
+def check_settings(project_dir, saved, settings):
+    """Raises SettingsError unless `saved` (a search's recorded settings) equals `settings`."""
+    if saved == settings:
+        return
+    if saved is None:
+        raise SettingsError(f"{project_dir} holds a search of an older zoo version (its cells and settings are not "
+                            "recorded); use a new --search_dir")
+    changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+    first = changed[0]
+    was, now = (json.dumps(v.get(first))[:160] for v in (saved, settings))
+    raise SettingsError(f"{project_dir} holds a search with other settings ({', '.join(changed)}: {first} was "
+                        f"{was}, now {now}); run with the same flags to resume it (a worker: the chief's flags), or "
+                        "use a new --search_dir")
 
 
 class _CellOracle(keras_tuner.Oracle):
@@ -96,6 +122,7 @@ class _CellOracle(keras_tuner.Oracle):
         self.search_seed = seed
         self.abort_after_failures = abort_after_failures
         self.error = None
+        self._saved_ongoing = {}
         # what a resumed search must share with the one in its directory (checked in set_state)
         self.settings = json.loads(json.dumps({
             "space": space.get_config(), "seed": seed,
@@ -127,10 +154,31 @@ class _CellOracle(keras_tuner.Oracle):
         return all_failed_error(trials, getattr(self, "_project_dir", None))
 
     def reload(self):
-        """KerasTuner's reload, minus one re-run: `end_trial` saves oracle.json before it drops the trial from
-        `ongoing_trials`, so a search killed after a trial ended would retry that finished trial."""
+        """KerasTuner's reload, except that a trial running when the search stopped stays with the tuner that ran
+        it (KerasTuner queues it for whichever tuner asks first): a restarted worker, or the local tuner, asks
+        with the same KERASTUNER_TUNER_ID and gets it back, and after a chief restart the workers still training
+        finish their own trials instead of a second worker starting them again. Trials that had ended (oracle.json
+        is saved before `end_trial` drops a trial from `ongoing_trials`) are neither kept nor retried."""
         super().reload()
-        self._retry_queue = [t for t in self._retry_queue if self.trials[t].status not in DONE]
+        ongoing = {tuner: t for tuner, t in self._saved_ongoing.items() if t.status not in DONE}
+        kept = {t.trial_id for t in ongoing.values()}
+        self._retry_queue = [t for t in self._retry_queue if self.trials[t].status not in DONE and t not in kept]
+        self.ongoing_trials = ongoing
+
+    @keras_tuner.synchronized
+    def end_trial(self, trial):
+        display = self._display  # a trial begun before a restart has no start time in KerasTuner's display
+        display.search_start = display.search_start or datetime.datetime.now()
+        display.trial_start.setdefault(trial.trial_id, datetime.datetime.now())
+        display.trial_number.setdefault(trial.trial_id, len(self.trials))
+        super().end_trial(trial)
+
+    # KerasTuner writes its state files in place; a kill mid-write would leave a search that cannot resume
+    def save(self):
+        write_json_atomically(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        write_json_atomically(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
 
     def _file(self, name):
         if getattr(self, "_directory", None) is None:
@@ -143,18 +191,10 @@ class _CellOracle(keras_tuner.Oracle):
         return state
 
     def set_state(self, state):
-        saved = state.get("zoo_settings")
-        if saved != self.settings:  # before KerasTuner restores the saved hyper-parameter ranges over ours
-            if saved is None:
-                raise ZooError(f"{self._project_dir} holds a search of an older zoo version (its cells and "
-                               "settings are not recorded); use a new --search_dir")
-            changed = sorted(k for k in set(saved) | set(self.settings) if saved.get(k) != self.settings.get(k))
-            first = changed[0]
-            was, now = (json.dumps(v.get(first))[:160] for v in (saved, self.settings))
-            raise ZooError(f"{self._project_dir} holds a search with other settings ({', '.join(changed)}: "
-                           f"{first} was {was}, now {now}); run with the same flags to resume it, or use a new "
-                           "--search_dir")
+        # before KerasTuner restores the saved hyper-parameter ranges over ours
+        check_settings(self._project_dir, state.get("zoo_settings"), self.settings)
         super().set_state(state)
+        self._saved_ongoing = dict(self.ongoing_trials)  # for reload (KerasTuner's then empties them)
 
 
 class PNASOracle(_CellOracle):
@@ -337,6 +377,6 @@ def check_search(oracle):
         return oracle.get_best_trials(len(completed))
     if getattr(oracle, "error", None):
         raise ZooError(oracle.error)
-    trials = [t for _, t in sorted(oracle.trials.items())]
+    trials = sorted(oracle.trials.values(), key=trial_number)
     raise ZooError(all_failed_error(trials, getattr(oracle, "_project_dir", None)) if trials else
                    "the search ran no trial; raise --max_trials, or use a new --search_dir")

@@ -8,7 +8,8 @@ seconds, status and failure reason. `write_report(out_dir, {"PNAS": (oracle, dir
 two searches or more, `best_so_far.png`. Pictures use matplotlib's Agg backend.
 
 A cell picture: the inputs H_{c-1} and H_{c-2} on the left, one "+" node per block (left to right), an edge per
-block input labelled with its op, and the concatenated output on the right fed by the unused block outputs.
+block input labelled with its op, and the concatenated output on the right fed by the cell's `concat` states
+(every block's output in the search space, as PNASNet's cell).
 
 Example:
     rows = [{"trial": "0", "val_top1": 0.5, "params": 1000, "status": "COMPLETED"},
@@ -230,8 +231,10 @@ def write_report(out_dir, searches, top=3, extra_lines=()):
     paths["cells"] = []
     for name, rows in tables.items():
         best = sorted(completed(rows), key=lambda r: -r[OBJECTIVE])[:top]
-        failed = sum(r["status"] != "COMPLETED" for r in rows)
-        lines += ["", f"## {name}: {len(rows)} trials, {len(rows) - failed} completed, {failed} failed", ""]
+        done = len(completed(rows))
+        failed = sum(r["status"] in ("FAILED", "INVALID") for r in rows)
+        unfinished = f", {len(rows) - done - failed} not finished" if len(rows) - done - failed else ""
+        lines += ["", f"## {name}: {len(rows)} trials, {done} completed, {failed} failed{unfinished}", ""]
         curve = best_so_far(rows)
         if curve and not math.isnan(curve[-1]):
             lines.append(f"Best validation top-1: {curve[-1]:.1%}.")

@@ -5,8 +5,9 @@ chief/worker mode) whose `run_trial` takes a trial's values — `"cell"` (a `Cel
 hyper-parameters `learning_rate`, `filters`, `num_cells`, `weight_decay`, `drop_path_rate` (missing ones take
 the runner's defaults) — builds `PNASNet(cell=..., stem="cifar")` (the ImageNet stem above 64 pixels) inside
 an `ImageClassifier`, trains it for `trial_steps` steps with `zoo.training.Trainer` under the trial's
-strategy (the trial's checkpoints in `<trial dir>/train`, so an interrupted trial resumes), evaluates top-1
-on the validation split and reports `{"val_top1", "params", "mult_adds", "seconds"}` to the oracle.
+strategy (checkpoints in `<trial dir>/train` every quarter of its steps, at least 50, so an interrupted
+trial resumes), evaluates top-1 on the validation split and reports `{"val_top1", "params", "mult_adds",
+"seconds"}` to the oracle.
 
 Trial isolation: with `trial_isolation="process"` (the default) each trial trains in a fresh Python process
 (`python -m zoo.search.trials <trial dir>/request.json`: it opens the data, builds the strategy, writes
@@ -49,7 +50,8 @@ import numpy as np
 import tensorflow as tf
 
 from zoo.errors import ZooError
-from zoo.search.pnas_oracle import failure_reason
+from zoo.paths import write_json_atomically
+from zoo.search.pnas_oracle import check_settings, failure_reason
 
 OBJECTIVE = "val_top1"
 ISOLATIONS = ("process", "none")
@@ -166,8 +168,14 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
         self.label_smoothing, self.bn_momentum = label_smoothing, bn_momentum
         self.nan_trials, self.seed, self.verbose = set(nan_trials), seed, verbose
         self.last_process = None  # {"peak_rss_mib", "exit_code", "seconds"} of the last trial process
+        self.settings = getattr(oracle, "settings", None)  # a worker checks them against the chief's
         super().__init__(oracle, hypermodel=None, directory=directory, project_name=project_name,
                          overwrite=overwrite)
+        state = os.path.join(self.project_dir, "oracle.json")
+        if not (overwrite or self._is_worker() or os.path.exists(self._get_tuner_fname())) and os.path.exists(state):
+            # KerasTuner reloads only when this tuner's file exists: the chief never writes one, and a local
+            # tuner writes its first at the end of its first trial
+            self.oracle.reload()
         from keras_tuner.src.distribute import utils as dist_utils
 
         if not dist_utils.is_chief_oracle():  # wait a little when the oracle says IDLE, instead of spinning
@@ -189,6 +197,20 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
 
             self._strategy = strategies.from_flag(**self.strategy_args)
         return self._strategy
+
+    def save(self):
+        """KerasTuner's, written atomically (the oracle's files too: `_CellOracle.save`)."""
+        if not self._is_worker():
+            self.oracle.save()
+        write_json_atomically(self._get_tuner_fname(), self.get_state())
+
+    def _check_chief_settings(self):
+        """A worker's flags must be the chief's: the chief's oracle.json (written before it handed out a trial)."""
+        path = os.path.join(self.project_dir, "oracle.json")
+        if self.settings is not None and os.path.exists(path):
+            with open(path) as f:
+                check_settings(self.project_dir, json.load(f).get("zoo_settings"), self.settings)
+        self.settings = None  # checked once
 
     def _try_run_and_update_trial(self, trial, *args, **kwargs):
         """KerasTuner's, without its traceback: a raising trial ends FAILED (INVALID) with a one-line message."""
@@ -212,6 +234,8 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
 
     def run_trial(self, trial, *args, **kwargs):
         """Trains and evaluates the trial's network; returns its metrics, or raises `FailedTrialError`."""
+        if self._is_worker():
+            self._check_chief_settings()
         values = dict(trial.hyperparameters.values)
         number = int(trial.trial_id) if str(trial.trial_id).isdigit() else 0
         trial_dir = self.get_trial_dir(trial.trial_id)
@@ -297,7 +321,7 @@ def train_trial(request, data, strategy):
             dataset_fn=lambda ctx: data_lib.train_dataset(data, size, batch, ctx, seed=seed),
             eval_dataset_fn=lambda ctx: data_lib.eval_dataset(data, size, batch, ctx),
             eval_steps=request["eval_steps"], global_batch_size=batch, train_steps=steps,
-            checkpoint_every=max(1, steps), log_every=max(1, steps),
+            checkpoint_every=min(steps, max(50, steps // 4)), log_every=max(1, steps),
             config={"values": {k: values[k] for k in sorted(values)}}, verbose=request["verbose"])
         logs = trainer.train()
         top1 = float(logs["eval/top1"])
@@ -342,9 +366,6 @@ def _last_line(path):
     return lines[-1] if lines else ""
 
 
-def completed_trials(oracle):
-    """The oracle's COMPLETED trials, in creation order."""
-    return [t for _, t in sorted(oracle.trials.items()) if t.status == "COMPLETED"]
 
 
 def _trial_process(path):
