@@ -25,7 +25,8 @@ multiply-adds with the Pareto front, best_so_far.png (PNAS vs random: the best a
 far).
 
 Resume: run the same command again; finished trials are not re-run (KerasTuner state in <search_dir>/pnas and
-<search_dir>/random, the oracle's level, queue and surrogate; a finished search is not served again), an
+<search_dir>/random, the oracle's level, queue and surrogate; a finished search is not served again unless
+--max_trials was raised, which extends it: distributed, restart the chief before the workers), an
 interrupted trial continues from its last checkpoint (every quarter of its steps, at least 50) and the final
 training from its own; other search settings (space, ranges, seed, beam, steps, batch, data) are refused with
 one line. A trial that diverges, raises or whose process dies (e.g. killed when out of memory) is recorded FAILED
@@ -192,22 +193,31 @@ def main(argv):
                                  eval_steps=hp.trial_eval_steps or None, nan_trials=nan_trials, seed=hp.seed,
                                  directory=hp.search_dir, project_name=name, overwrite=False)
         done = os.path.join(runner.project_dir, "search_done.json")  # the chief's (or local) record of the end
+        if (not distributed or chief) and os.path.exists(done):
+            with open(done) as f:
+                if json.load(f)["max_trials"] < oracle.max_trials:  # a larger budget: go on (a chief first)
+                    os.remove(done)
         if os.path.exists(done):  # finished before a restart: the runner reloaded the oracle; nothing to serve
             print(f"{name}: the search had finished", flush=True)
         elif not distributed or chief:
             runner.search()
-            write_json_atomically(done, {"trials": len(oracle.trials), "completed": sum(
-                t.status == "COMPLETED" for t in oracle.trials.values())})
+            write_json_atomically(done, {"trials": len(oracle.trials), "max_trials": oracle.max_trials,
+                                         "completed": sum(t.status == "COMPLETED" for t in oracle.trials.values())})
         else:
             runner.search()
-            for _ in range(300):  # the chief writes it after the last worker was told to stop (it polls every 20 s)
-                if os.path.exists(done):
-                    break
-                time.sleep(0.5)
-        if distributed and not chief and os.path.exists(done):
+            waited = 0  # the chief writes it once every worker is told to stop: wait for the others' trials
+            while not os.path.exists(done):
+                if waited == 3600:
+                    raise ZooError(f"the chief did not finish the {name} search within an hour of this worker's "
+                                   f"last trial ({done} is missing); check the chief and the other workers")
+                if waited and waited % 60 == 0:
+                    print(f"{name}: waiting for the other workers' trials", flush=True)
+                time.sleep(1)
+                waited += 1
+        if distributed and not chief and name == "pnas":
             with open(done) as f:
                 if not json.load(f)["completed"]:
-                    raise ZooError(f"no trial of the {name} search completed; the chief's output says why")
+                    raise ZooError("no trial of the search completed; the chief's output says why")
         return oracle, runner.project_dir
 
     _phase(1, f"search (Progressive NAS, up to {budget} trials)")

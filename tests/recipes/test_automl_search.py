@@ -70,6 +70,18 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
 
 
 @pytest.mark.slow
+def test_raising_max_trials_extends_a_finished_search(tmp_path):
+    args = [f"--search_dir={tmp_path / 's'}", "--final_steps=0", "--nobaseline", "--max_blocks=1", "--first_level=2",
+            *[a for a in TINY if not a.startswith(("--max_trials", "--first_level", "--max_blocks"))]]
+    first = run(*args, "--max_trials=1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert trial_runs(tmp_path / "s" / "pnas") == {"trial_0": 1}
+    more = run(*args, "--max_trials=2")
+    assert more.returncode == 0 and "the search had finished" not in more.stdout, more.stderr[-3000:]
+    assert trial_runs(tmp_path / "s" / "pnas") == {"trial_0": 1, "trial_1": 1}
+
+
+@pytest.mark.slow
 def test_killed_search_resumes_then_retrains_exports_and_reports(tmp_path):
     """SIGKILL once the first trial is recorded; the same command again finishes without re-running it, then
     retrains, exports (TF-only loadable) and writes the whole report."""

@@ -98,8 +98,9 @@ def test_isolation_arguments_are_checked(tmp_path):
 
 
 def test_a_search_killed_in_its_first_trial_still_refuses_other_settings(tmp_path):
-    """The local tuner's file is first written when a trial ends, the chief's never: the runner reloads the
-    oracle whenever its oracle.json exists, so other flags are refused instead of overwriting trial 0."""
+    """A local tuner's file is first written when a trial ends: the runner reloads the oracle whenever its
+    oracle.json exists, so other flags are refused instead of overwriting trial 0; resumed locally, trials left
+    running by another tuner id are this tuner's."""
     from zoo.search import PNASOracle, SearchSpace
     from zoo.search.pnas_oracle import SettingsError
 
@@ -110,12 +111,12 @@ def test_a_search_killed_in_its_first_trial_still_refuses_other_settings(tmp_pat
         return CellTrialRunner(oracle, data=EMBEDDED, directory=str(tmp_path), project_name="pnas")
 
     first = runner(beam=2)
-    trial = first.oracle.create_trial(first.tuner_id)               # killed while it trains
+    trial = first.oracle.create_trial("tuner1")                    # killed while it trains (a distributed run's)
     assert not os.path.exists(first._get_tuner_fname())
     with pytest.raises(SettingsError, match=r"other settings \(beam: beam was 2, now 3\)"):
         runner(beam=3)
     again = runner(beam=2)
-    assert again.oracle.create_trial(again.tuner_id).trial_id == trial.trial_id   # resumes the same trial
+    assert again.oracle.create_trial(again.tuner_id).trial_id == trial.trial_id   # run locally, tuner0 takes it
     again.settings = {**again.oracle.settings, "trial_steps": 999}  # a worker started with other flags
     with pytest.raises(SettingsError, match=r"trial_steps was 50, now 999.*a worker: the chief's flags"):
         again._check_chief_settings()

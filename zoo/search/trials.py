@@ -173,10 +173,16 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
                          overwrite=overwrite)
         state = os.path.join(self.project_dir, "oracle.json")
         if not (overwrite or self._is_worker() or os.path.exists(self._get_tuner_fname())) and os.path.exists(state):
-            # KerasTuner reloads only when this tuner's file exists: the chief never writes one, and a local
-            # tuner writes its first at the end of its first trial
+            # KerasTuner reloads only when this tuner's file exists, which a local tuner first writes at the end
+            # of its first trial (a chief when it starts serving)
             self.oracle.reload()
         from keras_tuner.src.distribute import utils as dist_utils
+
+        if not dist_utils.has_chief_oracle():  # local: trials left running by other tuner ids are ours to finish
+            for tuner_id, trial in list(getattr(self.oracle, "ongoing_trials", {}).items()):
+                if tuner_id != self.tuner_id:
+                    del self.oracle.ongoing_trials[tuner_id]
+                    self.oracle._retry_queue.append(trial.trial_id)
 
         if not dist_utils.is_chief_oracle():  # wait a little when the oracle says IDLE, instead of spinning
             create = self.oracle.create_trial
@@ -204,8 +210,13 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
             self.oracle.save()
         write_json_atomically(self._get_tuner_fname(), self.get_state())
 
+    def on_search_begin(self):
+        if self._is_worker():  # before taking a trial: one the worker cannot run would wait for it
+            self.oracle.get_space()  # returns once the chief serves, its oracle.json written
+            self._check_chief_settings()
+
     def _check_chief_settings(self):
-        """A worker's flags must be the chief's: the chief's oracle.json (written before it handed out a trial)."""
+        """A worker's flags must be the chief's (its oracle.json); SettingsError, which stops the search, if not."""
         path = os.path.join(self.project_dir, "oracle.json")
         if self.settings is not None and os.path.exists(path):
             with open(path) as f:
@@ -234,8 +245,6 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
 
     def run_trial(self, trial, *args, **kwargs):
         """Trains and evaluates the trial's network; returns its metrics, or raises `FailedTrialError`."""
-        if self._is_worker():
-            self._check_chief_settings()
         values = dict(trial.hyperparameters.values)
         number = int(trial.trial_id) if str(trial.trial_id).isdigit() else 0
         trial_dir = self.get_trial_dir(trial.trial_id)
