@@ -221,7 +221,6 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
         if self.settings is not None and os.path.exists(path):
             with open(path) as f:
                 check_settings(self.project_dir, json.load(f).get("zoo_settings"), self.settings)
-        self.settings = None  # checked once
 
     def _try_run_and_update_trial(self, trial, *args, **kwargs):
         """KerasTuner's, without its traceback: a raising trial ends FAILED (INVALID) with a one-line message."""
