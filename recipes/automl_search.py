@@ -125,9 +125,7 @@ def _phase(number, text):
 
 def main(argv):
     del argv
-    import json
     import os
-    import time
     import zlib
 
     import keras
@@ -192,32 +190,9 @@ def main(argv):
                                  trial_steps=hp.trial_steps, global_batch_size=hp.global_batch_size,
                                  eval_steps=hp.trial_eval_steps or None, nan_trials=nan_trials, seed=hp.seed,
                                  directory=hp.search_dir, project_name=name, overwrite=False)
-        done = os.path.join(runner.project_dir, "search_done.json")  # the chief's (or local) record of the end
-        if (not distributed or chief) and os.path.exists(done):
-            with open(done) as f:
-                if json.load(f)["max_trials"] < oracle.max_trials:  # a larger budget: go on (a chief first)
-                    os.remove(done)
-        if os.path.exists(done):  # finished before a restart: the runner reloaded the oracle; nothing to serve
-            print(f"{name}: the search had finished", flush=True)
-        elif not distributed or chief:
-            runner.search()
-            write_json_atomically(done, {"trials": len(oracle.trials), "max_trials": oracle.max_trials,
-                                         "completed": sum(t.status == "COMPLETED" for t in oracle.trials.values())})
-        else:
-            runner.search()
-            waited = 0  # the chief writes it once every worker is told to stop: wait for the others' trials
-            while not os.path.exists(done):
-                if waited == 3600:
-                    raise ZooError(f"the chief did not finish the {name} search within an hour of this worker's "
-                                   f"last trial ({done} is missing); check the chief and the other workers")
-                if waited and waited % 60 == 0:
-                    print(f"{name}: waiting for the other workers' trials", flush=True)
-                time.sleep(1)
-                waited += 1
-        if distributed and not chief and name == "pnas":
-            with open(done) as f:
-                if not json.load(f)["completed"]:
-                    raise ZooError("no trial of the search completed; the chief's output says why")
+        record = runner.search()  # the chief's record of the end: a finished search is not run again
+        if distributed and not chief and name == "pnas" and not record["completed"]:
+            raise ZooError("no trial of the search completed; the chief's output says why")
         return oracle, runner.project_dir
 
     _phase(1, f"search (Progressive NAS, up to {budget} trials)")

@@ -142,7 +142,7 @@ def test_a_dead_trial_process_fails_the_trial_with_its_reason(tmp_path, monkeypa
     with pytest.raises(keras_tuner.errors.FailedTrialError) as error:
         runner._run_in_process({"trial_dir": str(trial_dir), "values": {}})
     assert str(error.value) == reason and (trial_dir / "failure.txt").read_text() == reason + "\n"
-    assert calls[0][1:3] == ["-m", "zoo.search.trials"] and runner.last_process["exit_code"] == code
+    assert calls[0][1:3] == ["-m", "zoo.search.trial_process"] and runner.last_process["exit_code"] == code
     request = json.loads((trial_dir / "request.json").read_text())
     assert request["data_args"] == {"dataset": "embedded"} and request["strategy_args"]["name"] == "default"
 
@@ -162,6 +162,20 @@ def test_failed_trial_is_one_line_without_a_traceback(tmp_path, capsys):
     from keras_tuner.src import config as tuner_config
 
     assert tuner_config.DEBUG  # KerasTuner's global setting is left alone
+
+
+def test_a_finished_search_is_not_run_again_unless_its_budget_grows(tmp_path, monkeypatch, capsys):
+    ran = []
+    monkeypatch.setattr(CellTrialRunner, "run_trial",
+                        lambda self, trial, *args, **kwargs: ran.append(trial.trial_id) or {"val_top1": 0.5})
+    assert _runner(tmp_path, 2).search() == {"trials": 2, "max_trials": 2, "completed": 2}
+    record = json.loads((tmp_path / "p" / trials_lib.DONE_FILE).read_text())
+    assert record == {"trials": 2, "max_trials": 2, "completed": 2} and len(ran) == 2
+    capsys.readouterr()
+    assert _runner(tmp_path, 2).search() == record and len(ran) == 2  # restarted: nothing runs again
+    assert "p: the search had finished" in capsys.readouterr().out
+    assert _runner(tmp_path, 3).search() == {"trials": 3, "max_trials": 3, "completed": 3}  # a larger budget
+    assert len(ran) == 3 and len(set(ran)) == 3
 
 
 # === Slow: real trials ===

@@ -7,14 +7,17 @@ the runner's defaults) — builds `PNASNet(cell=..., stem="cifar")` (the ImageNe
 an `ImageClassifier`, trains it for `trial_steps` steps with `zoo.training.Trainer` under the trial's
 strategy (checkpoints in `<trial dir>/train` every quarter of its steps, at least 50, so an interrupted
 trial resumes), evaluates top-1 on the validation split and reports `{"val_top1", "params", "mult_adds",
-"seconds"}` to the oracle.
+"seconds"}` to the oracle. `search()` runs once per budget: its end is recorded in `<project dir>/search_done.json`,
+so a finished search started again runs and serves nothing (a larger `max_trials` extends it), and a
+distributed worker goes on only once the chief has recorded the end.
 
 Trial isolation: with `trial_isolation="process"` (the default) each trial trains in a fresh Python process
-(`python -m zoo.search.trials <trial dir>/request.json`: it opens the data, builds the strategy, writes
-`metrics.json` or `failure.txt`, its output in `<trial dir>/trial.log`), so the search process's memory stays
-flat; in one process each trial leaves its traced training step behind (a FuncGraph and its captured tensors
-that `clear_session()` and `gc` do not free): about +10 MiB per trial at the tiny defaults
-(`benchmarks/search_memory.py`). `trial_isolation="none"` saves the new process's imports (seconds a trial).
+(`python -m zoo.search.trial_process <trial dir>/request.json`, which trains with `train_trial`: it opens the
+data, builds the strategy, writes `metrics.json` or `failure.txt`, its output in `<trial dir>/trial.log`), so the
+search process's memory stays flat; in one process each trial leaves its traced training step behind (a
+FuncGraph and its captured tensors that `clear_session()` and `gc` do not free): about +10 MiB per trial at the
+tiny defaults (`benchmarks/search_memory.py`). `trial_isolation="none"` saves the new process's imports
+(seconds a trial).
 
 A trial whose training diverges (the trainer stops on a non-finite loss or weights), raises (out of memory,
 a bad value) or whose process dies (killed, e.g. by the kernel's OOM killer; a non-zero exit) is ended FAILED
@@ -38,7 +41,6 @@ Example:
 import gc
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -46,16 +48,18 @@ import time
 
 import keras
 import keras_tuner
-import numpy as np
-import tensorflow as tf
 
 from zoo.errors import ZooError
 from zoo.paths import write_json_atomically
 from zoo.search.pnas_oracle import check_settings, failure_reason
+from zoo.search.trial_process import DEFAULTS, OBJECTIVE, build_network, count_mult_adds, train_trial
 
-OBJECTIVE = "val_top1"
+__all__ = ["DEFAULTS", "DONE_FILE", "OBJECTIVE", "CellTrialRunner", "build_network", "count_mult_adds",
+           "default_hyperparameters", "train_trial"]
+
 ISOLATIONS = ("process", "none")
-DEFAULTS = {"learning_rate": 0.05, "filters": 8, "num_cells": 3, "weight_decay": 5e-4, "drop_path_rate": 0.0}
+DONE_FILE = "search_done.json"  # in the project dir: the chief's (or a local search's) record of its end
+WORKER_WAIT_S = 3600  # how long a worker waits, after its last trial, for the chief's record
 
 
 def default_hyperparameters(learning_rate=(0.01, 0.1), filters=(8, 16), num_cells=(2, 3), weight_decay=(1e-5, 1e-3),
@@ -77,45 +81,6 @@ def default_hyperparameters(learning_rate=(0.01, 0.1), filters=(8, 16), num_cell
         else:
             hp.Fixed(name, values[0])
     return hp
-
-
-def build_network(values, num_classes, image_size, bn_momentum=0.9, dropout=0.0):
-    """The trial's network: `PNASNet` with the trial's cell, width and depth (stem multiplier F/32, so the
-    stem has F filters)."""
-    from zoo.models.nas.pnasnet import PNASNet
-
-    v = {**DEFAULTS, **values}
-    filters = int(v["filters"])
-    return PNASNet(num_classes=num_classes, image_size=image_size, num_cells=int(v["num_cells"]), filters=filters,
-                   stem_multiplier=filters / 32.0, stem="cifar" if image_size <= 64 else "imagenet",
-                   drop_path_rate=float(v["drop_path_rate"]), dropout=dropout, bn_momentum=bn_momentum,
-                   cell=v["cell"])
-
-
-def count_mult_adds(network):
-    """Multiply-adds of one forward pass at batch 1 (convolutions, depthwise convolutions and matrix
-    products of the traced inference graph); None when the graph cannot be traced."""
-    size = network.image_size
-    try:
-        graph = tf.function(lambda x: network(x, training=False)).get_concrete_function(
-            tf.TensorSpec([1, size, size, 3], tf.float32)).graph
-    except Exception:  # noqa: BLE001 - an estimate only
-        return None
-    total = 0
-    for op in graph.get_operations():
-        if op.type not in ("Conv2D", "DepthwiseConv2dNative", "MatMul"):
-            continue
-        out = op.outputs[0].shape
-        kernel = op.inputs[1].shape
-        if not (out.is_fully_defined() and kernel.is_fully_defined()):
-            continue
-        if op.type == "Conv2D":  # H·W·Cout · kh·kw·Cin
-            total += int(np.prod(out[1:])) * int(np.prod(kernel[:3]))
-        elif op.type == "DepthwiseConv2dNative":  # H·W·C·mult · kh·kw
-            total += int(np.prod(out[1:])) * int(np.prod(kernel[:2]))
-        else:
-            total += int(np.prod(out)) * int(kernel[0])
-    return total
 
 
 class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
@@ -210,6 +175,38 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
             self.oracle.save()
         write_json_atomically(self._get_tuner_fname(), self.get_state())
 
+    def search(self, *fit_args, **fit_kwargs):
+        """KerasTuner's search, run once per budget; returns the end-of-search record `{"trials", "max_trials",
+        "completed"}`.
+
+        The chief (or a local search) writes the record to `<project dir>/search_done.json` when its search
+        ends. Run again, a finished search serves and runs nothing, unless the oracle's `max_trials` is now
+        larger (then it goes on: restart a chief before its workers). A worker waits for the record after its
+        last trial, so it goes on only once the other workers' trials have ended (up to an hour)."""
+        done = os.path.join(self.project_dir, DONE_FILE)
+        record = _read_json(done)
+        if record and not self._is_worker() and record["max_trials"] < self.oracle.max_trials:
+            os.remove(done)  # a larger budget extends the search
+            record = None
+        if record:
+            print(f"{self.project_name}: the search had finished", flush=True)
+            return record
+        super().search(*fit_args, **fit_kwargs)
+        if not self._is_worker():
+            trials = self.oracle.trials.values()
+            record = {"trials": len(trials), "max_trials": self.oracle.max_trials,
+                      "completed": sum(t.status == "COMPLETED" for t in trials)}
+            write_json_atomically(done, record)
+            return record
+        for waited in range(WORKER_WAIT_S + 1):
+            if os.path.exists(done):
+                return _read_json(done)
+            if waited and waited % 60 == 0:
+                print(f"{self.project_name}: waiting for the other workers' trials", flush=True)
+            time.sleep(1)
+        raise ZooError(f"the chief did not finish the {self.project_name} search within an hour of this worker's "
+                       f"last trial ({done} is missing); check the chief and the other workers")
+
     def on_search_begin(self):
         if self._is_worker():  # before taking a trial: one the worker cannot run would wait for it
             self.oracle.get_space()  # returns once the chief serves, its oracle.json written
@@ -276,7 +273,7 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
                        "parent_pid": os.getpid()}, f)
         start = time.time()
         with open(os.path.join(trial_dir, "trial.log"), "a") as log:
-            process = subprocess.run([sys.executable, "-m", "zoo.search.trials", path],
+            process = subprocess.run([sys.executable, "-m", "zoo.search.trial_process", path],
                                      stdout=None if self.verbose else log, stderr=log, stdin=subprocess.DEVNULL,
                                      env={**os.environ, "PYTHONPATH": _pythonpath()})
         self.last_process = {"exit_code": process.returncode, "seconds": time.time() - start}
@@ -302,58 +299,6 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
         raise keras_tuner.errors.FailedTrialError(reason)
 
 
-def train_trial(request, data, strategy):
-    """Trains and evaluates one trial as `request` says (see `CellTrialRunner.run_trial`); writes
-    `metrics.json` and returns the metrics, or writes `failure.txt` and raises `FailedTrialError`."""
-    from zoo.data import image_classification as data_lib
-    from zoo.models.nas.image_classifier import ImageClassifier
-    from zoo.recipe_support.image_classification import make_optimizer, make_schedule
-    from zoo.registry import trainable_params
-    from zoo.training.trainer import Trainer
-
-    values, trial_dir, seed = request["values"], request["trial_dir"], request["seed"]
-    steps, size, batch = request["trial_steps"], request["image_size"], request["global_batch_size"]
-    start = time.time()
-    try:
-        keras.utils.set_random_seed(seed)
-        v = {**DEFAULTS, **values}
-        lr = float("nan") if request["nan"] else float(v["learning_rate"])
-        with strategy.scope():
-            network = build_network(values, data.num_classes, size, request["bn_momentum"])
-            model = ImageClassifier(network, label_smoothing=request["label_smoothing"],
-                                    weight_decay=float(v["weight_decay"]), total_steps=steps)
-            model.compile(optimizer=make_optimizer("nesterov", make_schedule("cosine", lr, train_steps=steps)))
-        params = trainable_params(network)
-        trainer = Trainer(
-            model, strategy=strategy, model_dir=os.path.join(trial_dir, "train"),
-            dataset_fn=lambda ctx: data_lib.train_dataset(data, size, batch, ctx, seed=seed),
-            eval_dataset_fn=lambda ctx: data_lib.eval_dataset(data, size, batch, ctx),
-            eval_steps=request["eval_steps"], global_batch_size=batch, train_steps=steps,
-            checkpoint_every=min(steps, max(50, steps // 4)), log_every=max(1, steps),
-            config={"values": {k: values[k] for k in sorted(values)}}, verbose=request["verbose"])
-        logs = trainer.train()
-        top1 = float(logs["eval/top1"])
-        if not np.isfinite(top1):
-            raise ZooError(f"validation top-1 is {top1}")
-        mult_adds = count_mult_adds(network)
-    except Exception as e:  # noqa: BLE001 - every failure ends the trial, not the search
-        reason = " ".join(f"{type(e).__name__}: {e}".split())
-        if "training diverged" in reason:  # the trainer's advice is about recipe flags: keep the fact
-            reason = reason.split(";")[0]
-        reason = reason[:500]
-        with open(os.path.join(trial_dir, "failure.txt"), "w") as f:
-            f.write(reason + "\n")
-        raise keras_tuner.errors.FailedTrialError(reason) from None
-    finally:
-        network = model = trainer = None  # noqa: F841 - drop the references before clearing
-    metrics = {OBJECTIVE: top1, "params": float(params), "seconds": time.time() - start}
-    if mult_adds is not None:
-        metrics["mult_adds"] = float(mult_adds)
-    with open(os.path.join(trial_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f)
-    return metrics
-
-
 def _release_memory():
     keras.backend.clear_session()
     gc.collect()
@@ -365,6 +310,15 @@ def _pythonpath():
     return os.pathsep.join([root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 
+def _read_json(path):
+    """The JSON in `path`, or None when there is no such file."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
 def _last_line(path):
     try:
         with open(path, errors="replace") as f:
@@ -372,45 +326,3 @@ def _last_line(path):
     except OSError:
         return ""
     return lines[-1] if lines else ""
-
-
-
-
-def _trial_process(path):
-    """A trial process: trains the trial of `path` (a request.json), writes `metrics.json` or `failure.txt`
-    and `process.json` (its peak RSS) next to it; exits 0 when either was written."""
-    from zoo.data.image_classification import open_dataset
-    from zoo.training import strategy as strategies
-
-    with open(path) as f:
-        request = json.load(f)
-    _die_with_parent(request.get("parent_pid"))
-    try:
-        train_trial(request, open_dataset(**request["data_args"]), strategies.from_flag(**request["strategy_args"]))
-    except keras_tuner.errors.FailedTrialError:
-        pass  # failure.txt says why
-    except BaseException as e:  # noqa: BLE001 - opening the data or building the strategy failed
-        with open(os.path.join(request["trial_dir"], "failure.txt"), "w") as f:
-            f.write(" ".join(f"{type(e).__name__}: {e}".split())[:500] + "\n")
-    finally:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-        with open(os.path.join(request["trial_dir"], "process.json"), "w") as f:
-            json.dump({"peak_rss_mib": peak, "pid": os.getpid()}, f)
-    return 0
-
-
-def _die_with_parent(parent_pid):
-    """Linux: this process is killed when the search process ends (a killed search restarted at once must not
-    find its interrupted trial still training in the same folder)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if parent_pid and os.getppid() != parent_pid:  # the parent ended before prctl
-        os._exit(1)
-
-
-if __name__ == "__main__":
-    sys.exit(_trial_process(sys.argv[1]))
