@@ -214,10 +214,9 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
 
     def _check_chief_settings(self):
         """A worker's flags must be the chief's (its oracle.json); SettingsError, which stops the search, if not."""
-        path = os.path.join(self.project_dir, "oracle.json")
-        if self.settings is not None and os.path.exists(path):
-            with open(path) as f:
-                check_settings(self.project_dir, json.load(f).get("zoo_settings"), self.settings)
+        state = _read_json(os.path.join(self.project_dir, "oracle.json"))
+        if self.settings is not None and state is not None:
+            check_settings(self.project_dir, state.get("zoo_settings"), self.settings)
 
     def _try_run_and_update_trial(self, trial, *args, **kwargs):
         """KerasTuner's, without its traceback: a raising trial ends FAILED (INVALID) with a one-line message."""
@@ -277,12 +276,10 @@ class CellTrialRunner(keras_tuner.engine.base_tuner.BaseTuner):
                                      stdout=None if self.verbose else log, stderr=log, stdin=subprocess.DEVNULL,
                                      env={**os.environ, "PYTHONPATH": _pythonpath()})
         self.last_process = {"exit_code": process.returncode, "seconds": time.time() - start}
-        if os.path.exists(os.path.join(trial_dir, "process.json")):
-            with open(os.path.join(trial_dir, "process.json")) as f:
-                self.last_process.update(json.load(f))
-        if os.path.exists(os.path.join(trial_dir, "metrics.json")) and process.returncode == 0:
-            with open(os.path.join(trial_dir, "metrics.json")) as f:
-                return json.load(f)
+        self.last_process.update(_read_json(os.path.join(trial_dir, "process.json")) or {})
+        metrics = _read_json(os.path.join(trial_dir, "metrics.json")) if process.returncode == 0 else None
+        if metrics is not None:
+            return metrics
         if os.path.exists(os.path.join(trial_dir, "failure.txt")):
             with open(os.path.join(trial_dir, "failure.txt")) as f:
                 raise keras_tuner.errors.FailedTrialError(f.read().strip())
